@@ -1,0 +1,4 @@
+//! moment: a live video server. RTSP cameras, RTMP publishers and looped files in; RTMP players
+//! out; every payload stored once in a stream's pages (see [`pages`]).
+
+pub mod pages;
