@@ -1,26 +1,82 @@
 //! The streaming page allocator: where every media payload of a stream lives, once.
 //!
-//! TEMPORARY SKELETON: the public API is final; the internals are replaced by the paged
-//! implementation in the next commit.
+//! A stream's [`StreamWriter`] reserves each message in one call (its size is known before it
+//! is written), fills it and publishes it as a [`Message`]: an immutable handle that any number
+//! of players clone in O(1) and read as `IoSlice`s for `writev`. In the default
+//! [`PageMode::Paged`] mode consecutive messages of a stream are packed into shared pages (a
+//! message may span pages), so a 60-byte audio message costs 60 bytes and a 24-byte header,
+//! not a page; a page goes back to the pool when the last message in it is dropped.
+//! [`PageMode::Contiguous`] gives each message its own allocation instead, behind the same API,
+//! so the two can be compared on one workload (`cargo bench --bench pages`).
+//!
+//! No lock on the hot path: a writer owns its current page; pages come from and return to a
+//! lock-free bounded queue once per page, not per message. Accounting is exact and cheap to
+//! read: bytes held (pages or blocks charged to a stream), payload bytes live and messages live
+//! per stream, and in total with the pooled pages. A stream budget and a pool-wide budget are
+//! checked at reservation; reaching either is a [`PagesError`] for the caller to act on.
+//!
+//! What does not live here: what a message means (media framing is in `media`), and who holds
+//! messages for how long (the hub's frame saver and player queues).
 
-use std::io::IoSlice;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+mod message;
+mod page;
+mod sync;
+mod writer;
 
+#[cfg(all(test, moment_loom))]
+mod loom_model;
+#[cfg(all(test, not(moment_loom)))]
+mod tests;
+
+use std::sync::{Arc, Weak};
+
+pub use message::{Message, Slices};
+pub use writer::{MessageFill, StreamWriter};
+
+use page::{FreeList, PagePtr, PAGE_DATA_START};
+use sync::{AtomicU64, Mutex, Ordering};
+
+/// How messages are stored; the choice is invisible to callers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PageMode {
+    /// Consecutive messages of a stream share pages from a recycling pool.
     #[default]
     Paged,
+    /// One system allocation per message.
     Contiguous,
 }
 
-#[derive(Debug, Clone)]
+/// The allocator's settings (the `[pages]` config section).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PoolConfig {
+    /// Paged (default) or contiguous storage.
     pub mode: PageMode,
+    /// Bytes per page, header included: default 16 KiB, from 1 KiB to 16 MiB.
     pub page_size: usize,
+    /// All streams together may hold at most this many bytes in pages or blocks: default 1 GiB.
     pub global_budget_bytes: u64,
+    /// Free pages kept for reuse (beyond that they go back to the system): default 1024
+    /// (16 MiB at the default page size).
     pub max_pooled_pages: usize,
+}
+
+impl PoolConfig {
+    pub const MIN_PAGE_SIZE: usize = 1024;
+    pub const MAX_PAGE_SIZE: usize = 16 << 20;
+
+    /// Checks the settings, naming the wrong one.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(Self::MIN_PAGE_SIZE..=Self::MAX_PAGE_SIZE).contains(&self.page_size) {
+            return Err(format!(
+                "page_size = {} is outside {}..={}",
+                self.page_size,
+                Self::MIN_PAGE_SIZE,
+                Self::MAX_PAGE_SIZE
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Default for PoolConfig {
@@ -29,64 +85,182 @@ impl Default for PoolConfig {
             mode: PageMode::Paged,
             page_size: 16 * 1024,
             global_budget_bytes: 1 << 30,
-            max_pooled_pages: 4096,
+            max_pooled_pages: 1024,
         }
     }
 }
 
+/// Why a reservation failed. Nothing was allocated or charged when one is returned.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum PagesError {
     #[error("global page budget of {budget} bytes reached ({held} held, {wanted} more wanted)")]
     GlobalBudget { budget: u64, held: u64, wanted: u64 },
     #[error("stream {stream:?} page budget of {budget} bytes reached ({held} held, {wanted} more wanted)")]
-    StreamBudget { stream: String, budget: u64, held: u64, wanted: u64 },
+    StreamBudget {
+        stream: String,
+        budget: u64,
+        held: u64,
+        wanted: u64,
+    },
+    #[error("message of {len} bytes is larger than a message can be")]
+    TooLarge { len: usize },
     #[error("message of {len} bytes overfills its reservation of {reserved} bytes")]
     Overfill { len: usize, reserved: usize },
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct StreamStats {
-    pub name: String,
-    pub held_bytes: u64,
-    pub live_bytes: u64,
-    pub live_messages: u64,
+impl PagesError {
+    /// A budget (stream or global) was reached: the caller should shed load.
+    pub fn is_budget(&self) -> bool {
+        matches!(
+            self,
+            PagesError::GlobalBudget { .. } | PagesError::StreamBudget { .. }
+        )
+    }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// One stream's counters; they stay readable after its writer is gone while its messages live.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct StreamStats {
+    pub name: String,
+    /// Bytes of pages (or blocks) charged to the stream, headers and unused space included.
+    pub held_bytes: u64,
+    /// Payload bytes of its live messages.
+    pub live_bytes: u64,
+    pub live_messages: u64,
+    pub budget_bytes: u64,
+}
+
+/// The whole pool's counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct PoolStats {
     pub held_bytes: u64,
     pub live_bytes: u64,
     pub live_messages: u64,
+    /// Free pages kept for reuse, and their bytes (not in `held_bytes`).
     pub pooled_pages: u64,
     pub pooled_bytes: u64,
+    /// Streams with a writer or live messages.
     pub streams: u64,
+    pub budget_bytes: u64,
 }
 
-struct Account {
+/// One stream's budget and counters, shared by its writer, its pages and its messages.
+pub(crate) struct Account {
     name: String,
+    budget: u64,
+    pub(crate) page_size: usize,
     held: AtomicU64,
     live: AtomicU64,
     messages: AtomicU64,
+    pub(crate) pool: Arc<PoolShared>,
 }
 
-struct Shared {
+// Counter orderings: the counters are statistics and budget checks, never used to order other
+// memory accesses, so Relaxed throughout. A stream's `held` only grows in its writer's thread,
+// so the writer's check-then-add cannot overshoot the stream budget; the global `held` uses
+// add-then-check-and-undo, so concurrent writers cannot overshoot it either.
+impl Account {
+    fn charge(&self, bytes: u64) -> Result<(), PagesError> {
+        if bytes == 0 {
+            return Ok(());
+        }
+        let held = self.held.load(Ordering::Relaxed);
+        if held + bytes > self.budget {
+            return Err(PagesError::StreamBudget {
+                stream: self.name.clone(),
+                budget: self.budget,
+                held,
+                wanted: bytes,
+            });
+        }
+        let pool = &self.pool;
+        let global = pool.held.fetch_add(bytes, Ordering::Relaxed);
+        if global + bytes > pool.config.global_budget_bytes {
+            pool.held.fetch_sub(bytes, Ordering::Relaxed);
+            return Err(PagesError::GlobalBudget {
+                budget: pool.config.global_budget_bytes,
+                held: global,
+                wanted: bytes,
+            });
+        }
+        self.held.fetch_add(bytes, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn release_bytes(&self, bytes: u64) {
+        self.held.fetch_sub(bytes, Ordering::Relaxed);
+        self.pool.held.fetch_sub(bytes, Ordering::Relaxed);
+    }
+
+    fn page_released(&self, page_size: usize) {
+        self.release_bytes(page_size as u64);
+    }
+
+    fn message_published(&self, len: usize) {
+        self.live.fetch_add(len as u64, Ordering::Relaxed);
+        self.messages.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn message_dropped(&self, len: usize) {
+        self.live.fetch_sub(len as u64, Ordering::Relaxed);
+        self.messages.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    fn stats(&self) -> StreamStats {
+        StreamStats {
+            name: self.name.clone(),
+            held_bytes: self.held.load(Ordering::Relaxed),
+            live_bytes: self.live.load(Ordering::Relaxed),
+            live_messages: self.messages.load(Ordering::Relaxed),
+            budget_bytes: self.budget,
+        }
+    }
+}
+
+pub(crate) struct PoolShared {
     config: PoolConfig,
-    accounts: Mutex<Vec<std::sync::Weak<Account>>>,
+    pub(crate) free: FreeList,
+    /// Bytes charged to all streams together (the global budget's counter).
     held: AtomicU64,
+    /// Every stream account still alive, for stats; touched when a writer is made and when
+    /// stats are read, never per message.
+    accounts: Mutex<Vec<Weak<Account>>>,
 }
 
+/// Releases a page whose last reference the caller just dropped.
+///
+/// # Safety
+/// The caller owns the page: it is taken and no reference to it remains.
+pub(crate) unsafe fn release_page(page: PagePtr) {
+    // SAFETY: the page is taken, so its account is live; the reference is derived from the
+    // count the page holds, which `release` hands back to us below and we drop only after the
+    // call, so `free` stays valid throughout it.
+    let account = unsafe { page.account() };
+    // SAFETY: the caller owns the page; it came from its account's pool.
+    let owned = unsafe { account.pool.free.release(page) };
+    drop(owned);
+}
+
+/// The page allocator shared by all streams: cheap to clone, one per server.
 #[derive(Clone)]
 pub struct PagePool {
-    shared: Arc<Shared>,
+    shared: Arc<PoolShared>,
 }
 
 impl PagePool {
-    pub fn new(config: PoolConfig) -> PagePool {
+    /// A pool with these settings; a page size outside the valid range is clamped into it
+    /// ([`PoolConfig::validate`] reports it to users first).
+    pub fn new(mut config: PoolConfig) -> PagePool {
+        config.page_size = config
+            .page_size
+            .clamp(PoolConfig::MIN_PAGE_SIZE, PoolConfig::MAX_PAGE_SIZE);
+        const { assert!(PAGE_DATA_START + message::MSG_HEADER < PoolConfig::MIN_PAGE_SIZE) };
         PagePool {
-            shared: Arc::new(Shared {
+            shared: Arc::new(PoolShared {
+                free: FreeList::new(config.page_size, config.max_pooled_pages),
                 config,
-                accounts: Mutex::new(Vec::new()),
                 held: AtomicU64::new(0),
+                accounts: Mutex::new(Vec::new()),
             }),
         }
     }
@@ -95,154 +269,49 @@ impl PagePool {
         &self.shared.config
     }
 
+    /// A writer for one stream, with its own byte budget.
     pub fn writer(&self, stream: &str, budget_bytes: u64) -> StreamWriter {
         let account = Arc::new(Account {
             name: stream.to_owned(),
+            budget: budget_bytes,
+            page_size: self.shared.config.page_size,
             held: AtomicU64::new(0),
             live: AtomicU64::new(0),
             messages: AtomicU64::new(0),
+            pool: self.shared.clone(),
         });
-        self.shared.accounts.lock().unwrap().push(Arc::downgrade(&account));
-        StreamWriter { pool: self.clone(), account, budget: budget_bytes }
+        let mut accounts = sync::lock(&self.shared.accounts);
+        accounts.retain(|a| a.strong_count() > 0);
+        accounts.push(Arc::downgrade(&account));
+        drop(accounts);
+        StreamWriter::new(account, self.shared.config.mode)
     }
 
+    /// Totals over all streams, plus the pooled pages.
     pub fn stats(&self) -> PoolStats {
-        let mut s = PoolStats::default();
-        for a in self.streams() {
-            s.held_bytes += a.held_bytes;
-            s.live_bytes += a.live_bytes;
-            s.live_messages += a.live_messages;
-            s.streams += 1;
+        let mut total = PoolStats {
+            held_bytes: self.shared.held.load(Ordering::Relaxed),
+            budget_bytes: self.shared.config.global_budget_bytes,
+            ..PoolStats::default()
+        };
+        for s in self.streams() {
+            total.live_bytes += s.live_bytes;
+            total.live_messages += s.live_messages;
+            total.streams += 1;
         }
-        s
+        let pooled = self.shared.free.pooled() as u64;
+        total.pooled_pages = pooled;
+        total.pooled_bytes = pooled * self.shared.free.page_size() as u64;
+        total
     }
 
+    /// Per-stream counters of every stream with a writer or live messages.
     pub fn streams(&self) -> Vec<StreamStats> {
-        let accounts = self.shared.accounts.lock().unwrap();
-        accounts.iter().filter_map(|w| w.upgrade()).map(|a| a.stats()).collect()
-    }
-}
-
-impl Account {
-    fn stats(&self) -> StreamStats {
-        StreamStats {
-            name: self.name.clone(),
-            held_bytes: self.held.load(Ordering::Relaxed),
-            live_bytes: self.live.load(Ordering::Relaxed),
-            live_messages: self.messages.load(Ordering::Relaxed),
-        }
-    }
-}
-
-pub struct StreamWriter {
-    pool: PagePool,
-    account: Arc<Account>,
-    budget: u64,
-}
-
-impl StreamWriter {
-    pub fn reserve(&mut self, len: usize) -> Result<MessageFill<'_>, PagesError> {
-        let held = self.account.held.load(Ordering::Relaxed);
-        if held + len as u64 > self.budget {
-            return Err(PagesError::StreamBudget {
-                stream: self.account.name.clone(),
-                budget: self.budget,
-                held,
-                wanted: len as u64,
-            });
-        }
-        let _ = &self.pool;
-        Ok(MessageFill { writer: self, buf: Vec::with_capacity(len), reserved: len })
-    }
-
-    pub fn write(&mut self, parts: &[&[u8]]) -> Result<Message, PagesError> {
-        let len = parts.iter().map(|p| p.len()).sum();
-        let mut fill = self.reserve(len)?;
-        for p in parts {
-            fill.put(p)?;
-        }
-        Ok(fill.publish())
-    }
-
-    pub fn stats(&self) -> StreamStats {
-        self.account.stats()
-    }
-}
-
-pub struct MessageFill<'w> {
-    writer: &'w mut StreamWriter,
-    buf: Vec<u8>,
-    reserved: usize,
-}
-
-impl MessageFill<'_> {
-    pub fn put(&mut self, bytes: &[u8]) -> Result<(), PagesError> {
-        if self.buf.len() + bytes.len() > self.reserved {
-            return Err(PagesError::Overfill { len: self.buf.len() + bytes.len(), reserved: self.reserved });
-        }
-        self.buf.extend_from_slice(bytes);
-        Ok(())
-    }
-
-    pub fn remaining(&self) -> usize {
-        self.reserved - self.buf.len()
-    }
-
-    pub fn publish(self) -> Message {
-        let len = self.buf.len() as u64;
-        let a = &self.writer.account;
-        a.held.fetch_add(len, Ordering::Relaxed);
-        a.live.fetch_add(len, Ordering::Relaxed);
-        a.messages.fetch_add(1, Ordering::Relaxed);
-        Message { inner: Arc::new(Inner { data: self.buf.into_boxed_slice(), account: a.clone() }) }
-    }
-}
-
-struct Inner {
-    data: Box<[u8]>,
-    account: Arc<Account>,
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        let len = self.data.len() as u64;
-        self.account.held.fetch_sub(len, Ordering::Relaxed);
-        self.account.live.fetch_sub(len, Ordering::Relaxed);
-        self.account.messages.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-#[derive(Clone)]
-pub struct Message {
-    inner: Arc<Inner>,
-}
-
-impl std::fmt::Debug for Message {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Message").field("len", &self.len()).finish()
-    }
-}
-
-impl Message {
-    pub fn len(&self) -> usize {
-        self.inner.data.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// The payload as consecutive byte slices (one per page it spans), in order.
-    pub fn slices(&self) -> impl Iterator<Item = &[u8]> + '_ {
-        std::iter::once(&self.inner.data[..])
-    }
-
-    /// Appends the payload's slices to `out`, for `write_vectored`.
-    pub fn io_slices<'a>(&'a self, out: &mut Vec<IoSlice<'a>>) {
-        out.extend(self.slices().map(IoSlice::new));
-    }
-
-    pub fn to_vec(&self) -> Vec<u8> {
-        self.inner.data.to_vec()
+        let accounts = sync::lock(&self.shared.accounts);
+        accounts
+            .iter()
+            .filter_map(Weak::upgrade)
+            .map(|a| a.stats())
+            .collect()
     }
 }
