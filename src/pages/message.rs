@@ -164,7 +164,7 @@ impl Drop for Message {
             // Read the successor before dropping our reference: once dropped, the page may be
             // recycled and its `next` reset by another thread.
             let next = page.next();
-            if page.drop_ref() {
+            if page.drop_refs(1) {
                 // SAFETY: we dropped the last reference, so we own the page.
                 unsafe { super::release_page(page) };
             }

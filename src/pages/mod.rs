@@ -9,10 +9,12 @@
 //! [`PageMode::Contiguous`] gives each message its own allocation instead, behind the same API,
 //! so the two can be compared on one workload (`cargo bench --bench pages`).
 //!
-//! No lock on the hot path: a writer owns its current page; pages come from and return to a
-//! lock-free bounded queue once per page, not per message. Accounting is exact and cheap to
-//! read: bytes held (pages or blocks charged to a stream), payload bytes live and messages live
-//! per stream, and in total with the pooled pages. A stream budget and a pool-wide budget are
+//! No lock on the hot path: a writer owns its current page; pages come from and return to
+//! lock-free bounded queues (one shard per few writers) once per page, not per message, and the
+//! global budget is leased to writers in steps, so writers on different threads do not share a
+//! counter per page either. Accounting is exact and cheap to
+//! read: bytes held (pages or blocks charged to a stream), payload bytes live per
+//! stream, and in total with the pooled pages. A stream budget and a pool-wide budget are
 //! checked at reservation; reaching either is a [`PagesError`] for the caller to act on.
 //!
 //! What does not live here: what a message means (media framing is in `media`), and who holds
@@ -34,7 +36,7 @@ pub use message::{Message, Slices};
 pub use writer::{MessageFill, StreamWriter};
 
 use page::{FreeList, PagePtr, PAGE_DATA_START};
-use sync::{AtomicU64, Mutex, Ordering};
+use sync::{AtomicU64, AtomicUsize, Mutex, Ordering};
 
 /// How messages are stored; the choice is invisible to callers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
@@ -52,7 +54,7 @@ pub enum PageMode {
 pub struct PoolConfig {
     /// Paged (default) or contiguous storage.
     pub mode: PageMode,
-    /// Bytes per page, header included: default 16 KiB, from 1 KiB to 16 MiB.
+    /// Bytes per page, header included: default 8 KiB, from 1 KiB to 16 MiB.
     pub page_size: usize,
     /// All streams together may hold at most this many bytes in pages or blocks: default 1 GiB.
     pub global_budget_bytes: u64,
@@ -83,7 +85,7 @@ impl Default for PoolConfig {
     fn default() -> Self {
         PoolConfig {
             mode: PageMode::Paged,
-            page_size: 16 * 1024,
+            page_size: 8 * 1024,
             global_budget_bytes: 1 << 30,
             max_pooled_pages: 1024,
         }
@@ -126,7 +128,6 @@ pub struct StreamStats {
     pub held_bytes: u64,
     /// Payload bytes of its live messages.
     pub live_bytes: u64,
-    pub live_messages: u64,
     pub budget_bytes: u64,
 }
 
@@ -135,7 +136,6 @@ pub struct StreamStats {
 pub struct PoolStats {
     pub held_bytes: u64,
     pub live_bytes: u64,
-    pub live_messages: u64,
     /// Free pages kept for reuse, and their bytes (not in `held_bytes`).
     pub pooled_pages: u64,
     pub pooled_bytes: u64,
@@ -150,22 +150,38 @@ pub(crate) struct Account {
     budget: u64,
     pub(crate) page_size: usize,
     held: AtomicU64,
-    live: AtomicU64,
-    messages: AtomicU64,
+    /// Global budget this stream has taken from the pool, never less than `held`. The writer
+    /// takes it in `LEASE_PAGES`-page steps and gives back surplus, so the pool-wide counter is
+    /// touched about once per step rather than once per page or message (writers on different
+    /// threads never contend on it in the steady state). Only the writer changes it; the
+    /// account returns it when it goes.
+    lease: AtomicU64,
+    /// The free-list shard this stream's pages return to.
+    pub(crate) shard: usize,
+    /// Payload bytes published, written only by the stream's writer (a load and a store, no
+    /// read-modify-write), and payload bytes dropped, by whichever thread drops a message:
+    /// live bytes are their difference.
+    published: AtomicU64,
+    dropped: AtomicU64,
     pub(crate) pool: Arc<PoolShared>,
 }
 
+/// How much global budget a writer takes from the pool at a time, in pages of the pool's size.
+const LEASE_PAGES: u64 = 16;
+
 // Counter orderings: the counters are statistics and budget checks, never used to order other
-// memory accesses, so Relaxed throughout. A stream's `held` only grows in its writer's thread,
-// so the writer's check-then-add cannot overshoot the stream budget; the global `held` uses
-// add-then-check-and-undo, so concurrent writers cannot overshoot it either.
+// memory accesses, so Relaxed throughout. A stream's `held` and `lease` only grow in its
+// writer's thread, so the writer's check-then-add cannot overshoot the stream budget; the
+// pool's `leased` uses add-then-check-and-undo, so concurrent writers cannot overshoot the
+// global budget either.
 impl Account {
     fn charge(&self, bytes: u64) -> Result<(), PagesError> {
         if bytes == 0 {
             return Ok(());
         }
         let held = self.held.load(Ordering::Relaxed);
-        if held + bytes > self.budget {
+        let need = held + bytes;
+        if need > self.budget {
             return Err(PagesError::StreamBudget {
                 stream: self.name.clone(),
                 budget: self.budget,
@@ -173,58 +189,99 @@ impl Account {
                 wanted: bytes,
             });
         }
-        let pool = &self.pool;
-        let global = pool.held.fetch_add(bytes, Ordering::Relaxed);
-        if global + bytes > pool.config.global_budget_bytes {
-            pool.held.fetch_sub(bytes, Ordering::Relaxed);
-            return Err(PagesError::GlobalBudget {
-                budget: pool.config.global_budget_bytes,
-                held: global,
-                wanted: bytes,
-            });
+        let step = LEASE_PAGES * self.page_size as u64;
+        let mut lease = self.lease.load(Ordering::Relaxed);
+        if need > lease {
+            // A whole step if the pool has it, else exactly what is missing.
+            let short = need - lease;
+            let granted = [short.next_multiple_of(step), short]
+                .into_iter()
+                .find(|&n| self.pool.take_lease(n))
+                .ok_or_else(|| PagesError::GlobalBudget {
+                    budget: self.pool.config.global_budget_bytes,
+                    held: self.pool.leased.load(Ordering::Relaxed),
+                    wanted: bytes,
+                })?;
+            lease += granted;
+        } else if lease > need + 2 * step {
+            // Droppers lowered `held` since the lease grew: keep one step of slack, give back
+            // the rest. (`need` may overstate what is held now, never understate it.)
+            let surplus = lease - need - step;
+            self.pool.leased.fetch_sub(surplus, Ordering::Relaxed);
+            lease -= surplus;
         }
+        self.lease.store(lease, Ordering::Relaxed);
         self.held.fetch_add(bytes, Ordering::Relaxed);
         Ok(())
     }
 
     fn release_bytes(&self, bytes: u64) {
         self.held.fetch_sub(bytes, Ordering::Relaxed);
-        self.pool.held.fetch_sub(bytes, Ordering::Relaxed);
     }
 
     fn page_released(&self, page_size: usize) {
         self.release_bytes(page_size as u64);
     }
 
+    /// Only the stream's writer calls this.
     fn message_published(&self, len: usize) {
-        self.live.fetch_add(len as u64, Ordering::Relaxed);
-        self.messages.fetch_add(1, Ordering::Relaxed);
+        let p = self.published.load(Ordering::Relaxed);
+        self.published.store(p + len as u64, Ordering::Relaxed);
     }
 
     fn message_dropped(&self, len: usize) {
-        self.live.fetch_sub(len as u64, Ordering::Relaxed);
-        self.messages.fetch_sub(1, Ordering::Relaxed);
+        // Release, paired with the Acquire in `live_bytes`: a reader that sees this drop also
+        // sees the publication it follows (which happened before the message reached us).
+        self.dropped.fetch_add(len as u64, Ordering::Release);
+    }
+
+    fn live_bytes(&self) -> u64 {
+        let dropped = self.dropped.load(Ordering::Acquire);
+        self.published
+            .load(Ordering::Relaxed)
+            .saturating_sub(dropped)
     }
 
     fn stats(&self) -> StreamStats {
         StreamStats {
             name: self.name.clone(),
             held_bytes: self.held.load(Ordering::Relaxed),
-            live_bytes: self.live.load(Ordering::Relaxed),
-            live_messages: self.messages.load(Ordering::Relaxed),
+            live_bytes: self.live_bytes(),
             budget_bytes: self.budget,
         }
+    }
+}
+
+impl Drop for Account {
+    fn drop(&mut self) {
+        self.pool
+            .leased
+            .fetch_sub(self.lease.load(Ordering::Relaxed), Ordering::Relaxed);
     }
 }
 
 pub(crate) struct PoolShared {
     config: PoolConfig,
     pub(crate) free: FreeList,
-    /// Bytes charged to all streams together (the global budget's counter).
-    held: AtomicU64,
+    /// Global budget leased to streams (the global budget's counter): at least the bytes all
+    /// streams hold together, at most the budget.
+    leased: AtomicU64,
+    /// Round-robin shard for the next writer.
+    next_shard: AtomicUsize,
     /// Every stream account still alive, for stats; touched when a writer is made and when
     /// stats are read, never per message.
     accounts: Mutex<Vec<Weak<Account>>>,
+}
+
+impl PoolShared {
+    fn take_lease(&self, bytes: u64) -> bool {
+        let before = self.leased.fetch_add(bytes, Ordering::Relaxed);
+        if before + bytes > self.config.global_budget_bytes {
+            self.leased.fetch_sub(bytes, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
 }
 
 /// Releases a page whose last reference the caller just dropped.
@@ -259,7 +316,8 @@ impl PagePool {
             shared: Arc::new(PoolShared {
                 free: FreeList::new(config.page_size, config.max_pooled_pages),
                 config,
-                held: AtomicU64::new(0),
+                leased: AtomicU64::new(0),
+                next_shard: AtomicUsize::new(0),
                 accounts: Mutex::new(Vec::new()),
             }),
         }
@@ -276,8 +334,11 @@ impl PagePool {
             budget: budget_bytes,
             page_size: self.shared.config.page_size,
             held: AtomicU64::new(0),
-            live: AtomicU64::new(0),
-            messages: AtomicU64::new(0),
+            lease: AtomicU64::new(0),
+            shard: self.shared.next_shard.fetch_add(1, Ordering::Relaxed)
+                % self.shared.free.shards(),
+            published: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
             pool: self.shared.clone(),
         });
         let mut accounts = sync::lock(&self.shared.accounts);
@@ -290,13 +351,12 @@ impl PagePool {
     /// Totals over all streams, plus the pooled pages.
     pub fn stats(&self) -> PoolStats {
         let mut total = PoolStats {
-            held_bytes: self.shared.held.load(Ordering::Relaxed),
             budget_bytes: self.shared.config.global_budget_bytes,
             ..PoolStats::default()
         };
         for s in self.streams() {
+            total.held_bytes += s.held_bytes;
             total.live_bytes += s.live_bytes;
-            total.live_messages += s.live_messages;
             total.streams += 1;
         }
         let pooled = self.shared.free.pooled() as u64;

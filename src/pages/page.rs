@@ -1,9 +1,11 @@
 //! Raw pages: one allocation of `page_size` bytes, a small header at its start and message
 //! bytes after it, plus the shared free list that recycles them.
 //!
-//! A page's reference count is the number of published messages that touch it plus one while
-//! it is its writer's current page. Whoever takes it to zero returns the page to the free list
-//! (or to the system allocator when the list is full).
+//! A page's reference count is the number of published messages that touch it plus, while a
+//! writer uses it, a large bias that the writer spends one message at a time without atomics
+//! (the trick of Linux's page_frag cache) and gives back in one subtraction when it moves on.
+//! Whoever takes the count to zero returns the page to the free list (or to the system
+//! allocator when the list is full).
 
 use std::alloc::{self, Layout};
 use std::cell::UnsafeCell;
@@ -68,18 +70,24 @@ impl PagePtr {
         self.0.as_ptr().cast()
     }
 
-    pub(crate) fn add_ref(self) {
-        // Relaxed: a new reference is only ever made from an existing one (the writer's or
-        // the message being published), as with `Arc::clone`.
-        self.header().refs.fetch_add(1, Ordering::Relaxed);
+    /// Sets the count of a page nobody else can reach yet (just taken).
+    pub(crate) fn init_refs(self, n: usize) {
+        self.header().refs.store(n, Ordering::Relaxed);
     }
 
-    /// Drops one reference; returns true when it was the last, in which case the caller owns
-    /// the page and must [`release`](FreeList::release) it.
-    pub(crate) fn drop_ref(self) -> bool {
+    /// Adds references; only ever done by a holder of references on the page.
+    pub(crate) fn add_refs(self, n: usize) {
+        // Relaxed: a new reference is only ever made from an existing one, as with
+        // `Arc::clone`.
+        self.header().refs.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Drops `n` references; returns true when they were the last, in which case the caller
+    /// owns the page and must release it.
+    pub(crate) fn drop_refs(self, n: usize) -> bool {
         // Release so this holder's reads of the page happen before its reuse; the Acquire
         // fence on the last drop pairs with every other holder's Release (as in `Arc::drop`).
-        if self.header().refs.fetch_sub(1, Ordering::Release) != 1 {
+        if self.header().refs.fetch_sub(n, Ordering::Release) != n {
             return false;
         }
         fence(Ordering::Acquire);
@@ -110,12 +118,14 @@ impl PagePtr {
     }
 }
 
-/// The pool's recycled pages: a lock-free bounded queue; pages beyond its capacity go back to
-/// the system allocator. (Under loom, a mutex-protected Vec with the same behaviour.)
+/// The pool's recycled pages: lock-free bounded queues, sharded so that writers on different
+/// threads rarely touch the same one; a page returns to its stream's shard, and pages beyond a
+/// shard's capacity go back to the system allocator. (Under loom, one mutex-protected Vec with
+/// the same behaviour.)
 pub(crate) struct FreeList {
     layout: Layout,
     #[cfg(not(moment_loom))]
-    pages: Option<crossbeam_queue::ArrayQueue<PagePtr>>,
+    shards: Box<[Option<crossbeam_queue::ArrayQueue<PagePtr>>]>,
     #[cfg(moment_loom)]
     pages: super::sync::Mutex<Vec<PagePtr>>,
     #[cfg(moment_loom)]
@@ -126,14 +136,33 @@ impl FreeList {
     pub(crate) fn new(page_size: usize, capacity: usize) -> FreeList {
         let layout = Layout::from_size_align(page_size, PAGE_ALIGN)
             .expect("page size checked by PoolConfig");
+        #[cfg(not(moment_loom))]
+        {
+            // A few shards per core: enough that writers on different threads rarely share one.
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let n = (cores * 4).clamp(4, 64);
+            let per_shard = capacity.div_ceil(n);
+            let shards = (0..n)
+                .map(|_| (per_shard > 0).then(|| crossbeam_queue::ArrayQueue::new(per_shard)))
+                .collect();
+            FreeList { layout, shards }
+        }
+        #[cfg(moment_loom)]
         FreeList {
             layout,
-            #[cfg(not(moment_loom))]
-            pages: (capacity > 0).then(|| crossbeam_queue::ArrayQueue::new(capacity)),
-            #[cfg(moment_loom)]
             pages: super::sync::Mutex::new(Vec::new()),
-            #[cfg(moment_loom)]
             capacity,
+        }
+    }
+
+    pub(crate) fn shards(&self) -> usize {
+        #[cfg(not(moment_loom))]
+        {
+            self.shards.len()
+        }
+        #[cfg(moment_loom)]
+        {
+            1
         }
     }
 
@@ -144,7 +173,7 @@ impl FreeList {
     pub(crate) fn pooled(&self) -> usize {
         #[cfg(not(moment_loom))]
         {
-            self.pages.as_ref().map_or(0, |q| q.len())
+            self.shards.iter().flatten().map(|q| q.len()).sum()
         }
         #[cfg(moment_loom)]
         {
@@ -152,27 +181,31 @@ impl FreeList {
         }
     }
 
-    fn pop(&self) -> Option<PagePtr> {
+    /// A pooled page, from `shard` first, then from the others.
+    fn pop(&self, shard: usize) -> Option<PagePtr> {
         #[cfg(not(moment_loom))]
         {
-            self.pages.as_ref()?.pop()
+            let n = self.shards.len();
+            (0..n).find_map(|i| self.shards[(shard + i) % n].as_ref()?.pop())
         }
         #[cfg(moment_loom)]
         {
+            let _ = shard;
             super::sync::lock(&self.pages).pop()
         }
     }
 
-    fn push(&self, page: PagePtr) -> Result<(), PagePtr> {
+    fn push(&self, shard: usize, page: PagePtr) -> Result<(), PagePtr> {
         #[cfg(not(moment_loom))]
         {
-            match &self.pages {
+            match &self.shards[shard] {
                 Some(q) => q.push(page),
                 None => Err(page),
             }
         }
         #[cfg(moment_loom)]
         {
+            let _ = shard;
             let mut pages = super::sync::lock(&self.pages);
             if pages.len() >= self.capacity {
                 return Err(page);
@@ -182,10 +215,11 @@ impl FreeList {
         }
     }
 
-    /// Takes a page for `account` (whose strong count the page now owns), with no references
-    /// and no successor.
-    pub(crate) fn take(&self, account: Arc<Account>) -> PagePtr {
-        let page = self.pop().unwrap_or_else(|| self.allocate());
+    /// Takes a page for `account` (whose strong count the page now owns), with no successor
+    /// and `refs` references, all the caller's.
+    pub(crate) fn take(&self, account: Arc<Account>, refs: usize) -> PagePtr {
+        let page = self.pop(account.shard).unwrap_or_else(|| self.allocate());
+        page.init_refs(refs);
         // SAFETY: the page came from the free list or a fresh allocation, so no other thread
         // can reach it; its header is initialised (by `allocate`).
         unsafe { *page.header().account.get() = Arc::into_raw(account) };
@@ -224,7 +258,7 @@ impl FreeList {
         // SAFETY: `account` was made by `Arc::into_raw` in `take`; this reclaims that count.
         let account = unsafe { Arc::from_raw(account) };
         account.page_released(self.layout.size());
-        if let Err(page) = self.push(page) {
+        if let Err(page) = self.push(account.shard, page) {
             // SAFETY: the page came from `allocate` with this layout and nothing refers to it.
             unsafe { self.free(page) };
         }
@@ -244,7 +278,7 @@ impl FreeList {
 
 impl Drop for FreeList {
     fn drop(&mut self) {
-        while let Some(page) = self.pop() {
+        while let Some(page) = self.pop(0) {
             // SAFETY: pooled pages are owned by the list, and the list is going away.
             unsafe { self.free(page) };
         }

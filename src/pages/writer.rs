@@ -19,8 +19,10 @@ use super::{release_page, Account, PageMode, PagesError};
 pub struct StreamWriter {
     account: Arc<Account>,
     mode: PageMode,
-    /// Paged mode: the page new messages go to, on which the writer holds one reference.
+    /// Paged mode: the page new messages go to, and how many of its references the writer
+    /// still holds (its bias; each message published in the page takes one).
     current: Option<PagePtr>,
+    bias: usize,
     /// Offset in `current` where free space starts.
     cursor: usize,
 }
@@ -57,6 +59,7 @@ impl StreamWriter {
             account,
             mode,
             current: None,
+            bias: 0,
             cursor: 0,
         }
     }
@@ -117,10 +120,10 @@ impl StreamWriter {
         self.account.charge((new_pages * page_size) as u64)?;
         // Take and chain the new pages behind the page the header goes to.
         let free = &self.account.pool.free;
-        let first = in_current.unwrap_or_else(|| free.take(self.account.clone()));
+        let first = in_current.unwrap_or_else(|| free.take(self.account.clone(), WRITER_BIAS));
         let mut last = first;
         for _ in 0..more_pages {
-            let page = free.take(self.account.clone());
+            let page = free.take(self.account.clone(), WRITER_BIAS);
             last.set_next(Some(page));
             last = page;
         }
@@ -161,13 +164,22 @@ impl StreamWriter {
     }
 }
 
+/// References a writer holds on a page it writes to: far more than messages can fit in one,
+/// so the bias never runs out (it is topped up if it ever would).
+const WRITER_BIAS: usize = 1 << 30;
+
+/// Gives back `refs` references on a page the writer is done with.
+fn leave(page: PagePtr, refs: usize) {
+    if page.drop_refs(refs) {
+        // SAFETY: those were the last references, so the page is ours to release.
+        unsafe { release_page(page) };
+    }
+}
+
 impl Drop for StreamWriter {
     fn drop(&mut self) {
         if let Some(page) = self.current.take() {
-            if page.drop_ref() {
-                // SAFETY: that was the last reference, so the page is ours to release.
-                unsafe { release_page(page) };
-            }
+            leave(page, self.bias);
         }
     }
 }
@@ -262,24 +274,37 @@ impl MessageFill<'_> {
                     // SAFETY: taken by this reservation, never referenced: ours to release.
                     unsafe { release_page(p) };
                 }
-                // The message references every page it spans.
+                // The message takes one of the writer's references on every page it spans; the
+                // writer keeps the rest on the last one (its new current page) and gives back
+                // the rest on the others.
                 let mut p = first;
+                let mut last_bias = 0;
                 for i in 0..spanned {
-                    p.add_ref();
+                    let held = if w.current == Some(p) {
+                        w.bias
+                    } else {
+                        WRITER_BIAS
+                    };
                     if i + 1 < spanned {
-                        p = p.next().expect("spanned pages are chained");
+                        let next = p.next().expect("spanned pages are chained");
+                        leave(p, held - 1);
+                        p = next;
+                    } else {
+                        last_bias = held - 1;
                     }
                 }
-                // The writer moves on to the last page written to.
-                if w.current != Some(page) {
-                    page.add_ref();
-                    if let Some(old) = w.current.replace(page) {
-                        if old.drop_ref() {
-                            // SAFETY: last reference gone: the page is ours to release.
-                            unsafe { release_page(old) };
-                        }
+                if w.current != Some(first) {
+                    // The message started on a fresh page: the old current page is left behind.
+                    if let Some(old) = w.current {
+                        leave(old, w.bias);
                     }
                 }
+                if last_bias == 0 {
+                    page.add_refs(WRITER_BIAS);
+                    last_bias = WRITER_BIAS;
+                }
+                w.current = Some(page);
+                w.bias = last_bias;
                 w.cursor = pos;
                 // SAFETY: the header offset was chosen so the header fits in `first`, aligned.
                 let hdr = unsafe { first.base().add(header_offset) }.cast::<MsgHeader>();
