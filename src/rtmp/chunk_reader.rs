@@ -277,7 +277,7 @@ impl ChunkReader {
         }
         let ext = |off: usize| u32::from_be_bytes([m[off], m[off + 1], m[off + 2], m[off + 3]]);
         match fmt {
-            0 | 1 | 2 => {
+            0..=2 => {
                 let field = u24(m);
                 s.extended = field == EXTENDED;
                 let ext_off = [11, 7, 3][fmt as usize];
