@@ -2,3 +2,4 @@
 //! out; every payload stored once in a stream's pages (see [`pages`]).
 
 pub mod pages;
+pub mod rtmp;
