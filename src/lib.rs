@@ -4,3 +4,4 @@
 pub mod hub;
 pub mod media;
 pub mod pages;
+pub mod source;
