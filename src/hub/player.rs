@@ -170,6 +170,9 @@ impl Class {
     }
 }
 
+/// The queue cost of a `PublishStarted`/`PublishStopped` marker.
+const MARKER_BYTES: usize = 64;
+
 struct Entry {
     item: PlayerItem,
     bytes: usize,
@@ -215,19 +218,24 @@ impl PlayerQueue {
         }
         let frame = match item {
             PlayerItem::Frame(f) => f,
-            PlayerItem::PublishStarted { .. } => {
-                self.video = VideoSync::WaitKeyframe;
+            marker => {
+                if let PlayerItem::PublishStarted { .. } = marker {
+                    self.video = VideoSync::WaitKeyframe;
+                }
+                // Markers cost a nominal size, so a flapping publisher cannot pile them up
+                // without bound in the queue of a player that does not read.
+                if self.bytes + MARKER_BYTES > self.config.hard_bytes {
+                    let reason = KickReason::QueueFull {
+                        queued_bytes: self.bytes + MARKER_BYTES,
+                        hard_bytes: self.config.hard_bytes,
+                    };
+                    self.kick(reason);
+                    return Offer::Kicked(reason);
+                }
+                self.bytes += MARKER_BYTES;
                 self.push_entry(Entry {
-                    item,
-                    bytes: 0,
-                    class: Class::Kept,
-                });
-                return Offer::Queued;
-            }
-            other => {
-                self.push_entry(Entry {
-                    item: other,
-                    bytes: 0,
+                    item: marker,
+                    bytes: MARKER_BYTES,
                     class: Class::Kept,
                 });
                 return Offer::Queued;
@@ -523,6 +531,112 @@ impl std::fmt::Debug for PlayerSubscription {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pages::{PagePool, PoolConfig};
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Key(usize),
+        Inter(usize),
+        Disposable(usize),
+        Audio(usize),
+        Header,
+        Republish,
+        Pop(usize),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (100..20_000usize).prop_map(Op::Key),
+            (10..5_000usize).prop_map(Op::Inter),
+            (10..2_000usize).prop_map(Op::Disposable),
+            (10..500usize).prop_map(Op::Audio),
+            Just(Op::Header),
+            Just(Op::Republish),
+            (0..20usize).prop_map(Op::Pop),
+        ]
+    }
+
+    proptest! {
+        /// Whatever a publisher sends and however slowly the player reads: the queue stays
+        /// under its hard bound, every video frame delivered has its reference chain back to
+        /// a delivered keyframe, and sequence headers are never dropped.
+        #[test]
+        fn queue_invariants(ops in proptest::collection::vec(op(), 1..400)) {
+            let pool = PagePool::new(PoolConfig::default());
+            let mut w = pool.writer("p", 1 << 30);
+            let config = PlayerQueueConfig { soft_bytes: 30_000, hard_bytes: 80_000 };
+            let mut q = PlayerQueue::new(PlayerId(1), config.clone());
+            let mut dropped = DropCounts::default();
+            let mut next_id = 0u32;
+            // id -> the previous reference frame it needs (None after a keyframe)
+            let mut needs: std::collections::HashMap<u32, Option<u32>> = Default::default();
+            let mut last_ref: Option<u32> = None;
+            let (mut headers_in, mut headers_out) = (0, 0);
+            let mut last_delivered_ref: Option<u32> = None;
+            let mut kicked = false;
+            for op in ops {
+                let frame = |kind, key: bool, disp: bool, header: bool, size: usize, id: u32, w: &mut crate::pages::StreamWriter| {
+                    let mut body = vec![0u8; size.max(4)];
+                    body[..4].copy_from_slice(&id.to_be_bytes());
+                    Frame { kind, timestamp: 0, keyframe: key, sequence_header: header, disposable: disp, payload: w.write(&[&body]).unwrap() }
+                };
+                let offered = match op {
+                    Op::Pop(n) => {
+                        for _ in 0..n {
+                            match q.pop() {
+                                Ok(Some(PlayerItem::Frame(f))) => {
+                                    if f.sequence_header { headers_out += 1; continue; }
+                                    if f.kind != MediaKind::Video { continue; }
+                                    let b = f.payload.to_vec();
+                                    let id = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+                                    if !f.keyframe {
+                                        prop_assert_eq!(needs[&id], last_delivered_ref, "frame {} without its reference", id);
+                                    }
+                                    if !f.disposable { last_delivered_ref = Some(id); }
+                                }
+                                Ok(Some(PlayerItem::Kicked(_))) => kicked = true,
+                                Ok(Some(PlayerItem::PublishStarted { .. })) => last_delivered_ref = None,
+                                _ => {}
+                            }
+                        }
+                        continue;
+                    }
+                    Op::Republish => {
+                        last_ref = None;
+                        PlayerItem::PublishStarted { source: SourceKind::Rtmp }
+                    }
+                    Op::Header => {
+                        headers_in += 1;
+                        PlayerItem::Frame(frame(MediaKind::Video, false, false, true, 30, u32::MAX, &mut w))
+                    }
+                    Op::Audio(n) => PlayerItem::Frame(frame(MediaKind::Audio, false, false, false, n, u32::MAX, &mut w)),
+                    Op::Key(n) | Op::Inter(n) | Op::Disposable(n) => {
+                        let key = matches!(op, Op::Key(_));
+                        let disp = matches!(op, Op::Disposable(_));
+                        let id = next_id;
+                        next_id += 1;
+                        if key { last_ref = None; }
+                        needs.insert(id, last_ref);
+                        if !disp { last_ref = Some(id); }
+                        PlayerItem::Frame(frame(MediaKind::Video, key, disp, false, n, id, &mut w))
+                    }
+                };
+                if let Offer::Kicked(_) = q.offer(offered, &mut dropped) {
+                    kicked = true;
+                }
+                if !kicked {
+                    prop_assert!(q.bytes <= config.hard_bytes);
+                }
+            }
+            if !kicked {
+                while let Ok(Some(item)) = q.pop() {
+                    if let PlayerItem::Frame(f) = item { if f.sequence_header { headers_out += 1; } }
+                }
+                prop_assert_eq!(headers_in, headers_out, "sequence headers are never dropped");
+            }
+        }
+    }
 
     #[test]
     fn rebaser_is_monotonic_across_reset_wrap_and_jitter() {

@@ -115,14 +115,24 @@ pub fn classify(kind: MediaKind, body: &[u8]) -> Result<TagInfo, MediaError> {
     classify_with(kind, body.len(), |i| body.get(i).copied())
 }
 
-/// [`classify`] over a payload that may span several pages.
+/// [`classify`] over a payload that may span several pages. Allocates only when it does.
 pub fn classify_message(kind: MediaKind, payload: &Message) -> Result<TagInfo, MediaError> {
-    let parts: Vec<&[u8]> = payload.slices().collect();
-    if let [one] = parts.as_slice() {
-        return classify(kind, one);
+    let mut slices = payload.slices();
+    let first = slices.next().unwrap_or(&[]);
+    match slices.next() {
+        None => classify(kind, first),
+        Some(second) => {
+            let parts: Vec<&[u8]> = [first, second].into_iter().chain(slices).collect();
+            classify_slices(kind, &parts)
+        }
     }
-    classify_with(kind, payload.len(), |mut i| {
-        for p in &parts {
+}
+
+/// [`classify`] over a body split into consecutive parts (e.g. the pages of a message).
+pub fn classify_slices(kind: MediaKind, parts: &[&[u8]]) -> Result<TagInfo, MediaError> {
+    let len = parts.iter().map(|p| p.len()).sum();
+    classify_with(kind, len, |mut i| {
+        for p in parts {
             if i < p.len() {
                 return Some(p[i]);
             }
@@ -365,6 +375,26 @@ mod tests {
         assert!(classify(MediaKind::Audio, &[]).is_err());
         assert!(classify(MediaKind::Audio, &[0xaf]).is_err());
         assert!(classify(MediaKind::Video, &[0x9f, b'h', b'v']).is_err());
+    }
+
+    #[test]
+    fn classify_is_the_same_at_every_page_split() {
+        let mut b = vec![0x27, 1, 0, 0, 0x50];
+        b.extend_from_slice(&[
+            0, 0, 0, 2, 0x09, 0xf0, 0, 0, 0, 2, 0x06, 0x05, 0, 0, 0, 2, 0x01, 0x9a,
+        ]);
+        let whole = classify(MediaKind::Video, &b).unwrap();
+        assert!(whole.disposable);
+        for a in 0..=b.len() {
+            for c in a..=b.len() {
+                let parts = [&b[..a], &b[a..c], &b[c..]];
+                assert_eq!(
+                    classify_slices(MediaKind::Video, &parts).unwrap(),
+                    whole,
+                    "split at {a}, {c}"
+                );
+            }
+        }
     }
 
     #[test]
