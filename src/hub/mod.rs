@@ -91,8 +91,9 @@ pub struct StreamStats {
     pub bytes_in: u64,
     /// Frames dropped for players, by reason, summed over all players ever.
     pub dropped: DropCounts,
+    /// Players disconnected by the hub: queue over its hard bound, or on request.
     pub players_kicked: u64,
-    /// The current (or last) publisher's codecs, from its frame headers.
+    /// The current publisher's codecs, from its frame headers (cleared at unpublish).
     pub video_codec: Option<String>,
     pub audio_codec: Option<String>,
 }
@@ -260,7 +261,7 @@ impl Hub {
                 q.offer(PlayerItem::Frame(f.clone()), &mut dropped);
             }
             drop(q);
-            st.dropped.add(DropReason::Resync, dropped.resync);
+            st.dropped.merge(&dropped);
         }
         st.players.push(shared.clone());
         tracing::info!(stream = %name, player = %id, publishing = st.publisher.is_some(), "player subscribed");
@@ -284,6 +285,7 @@ impl Hub {
         };
         let p = st.players.swap_remove(i);
         p.lock().kick(KickReason::Requested);
+        st.players_kicked += 1;
         p.notify.notify_one();
         tracing::info!(stream = %name, player = %id, "player kicked by request");
         true

@@ -99,6 +99,13 @@ impl DropCounts {
         }
     }
 
+    pub(crate) fn merge(&mut self, other: &DropCounts) {
+        self.disposable += other.disposable;
+        self.inter += other.inter;
+        self.resync += other.resync;
+        self.audio += other.audio;
+    }
+
     pub fn total(&self) -> u64 {
         self.disposable + self.inter + self.resync + self.audio
     }
