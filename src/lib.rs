@@ -1,5 +1,8 @@
 //! moment: a live video server. RTSP cameras, RTMP publishers and looped files in; RTMP players
 //! out; every payload stored once in a stream's pages (see [`pages`]).
 
+pub mod hub;
+pub mod media;
 pub mod pages;
 pub mod rtmp;
+pub mod source;

@@ -1,0 +1,487 @@
+//! The stream hub: streams by name, each with at most one publisher, its latest sequence
+//! headers and metadata, its frame saver (GOP cache) and its players.
+//!
+//! The hub is runtime-agnostic: a publisher's [`PublisherHandle::push`] is a synchronous,
+//! never-blocking call that costs one `Message` clone per player; players wait with a
+//! `tokio::sync::Notify`. No sockets here: the RTMP (and later HLS, recorder) glue reads
+//! [`PlayerSubscription`]s and feeds [`PublisherHandle`]s.
+//!
+//! Locks, always taken in this order and never across an `.await`: the hub's stream map, a
+//! stream's state, a player's queue.
+
+mod player;
+mod saver;
+
+pub use player::{
+    DropCounts, DropReason, KickReason, PlayerId, PlayerItem, PlayerQueueConfig, PlayerStats,
+    PlayerSubscription, TryNext,
+};
+pub use saver::SaverConfig;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use player::{Offer, PlayerShared, Rebaser};
+use saver::FrameSaver;
+
+use crate::media::{Codec, Frame, MediaKind};
+
+/// Hub configuration.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HubConfig {
+    /// Per-stream frame saver bounds (defaults: 16 MiB, 1500 frames, 128 audio frames).
+    pub saver: SaverConfig,
+    /// Per-player queue bounds (defaults: soft 2 MiB, hard 8 MiB).
+    pub player: PlayerQueueConfig,
+}
+
+/// Where a stream's media comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    /// An RTMP publisher.
+    Rtmp,
+    /// An RTSP camera pulled by the server.
+    Rtsp,
+    /// A looped file.
+    File,
+    /// Another stream, transcoded.
+    Transcode,
+}
+
+impl std::fmt::Display for SourceKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SourceKind::Rtmp => "rtmp",
+            SourceKind::Rtsp => "rtsp",
+            SourceKind::File => "file",
+            SourceKind::Transcode => "transcode",
+        })
+    }
+}
+
+/// Errors from the hub.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HubError {
+    /// Someone already publishes this stream (RTMP: `NetStream.Publish.BadName`).
+    #[error("stream {stream:?} already has a publisher ({source_kind})")]
+    AlreadyPublishing {
+        stream: String,
+        source_kind: SourceKind,
+    },
+    /// The hub is shutting down; no new publishers, players or frames.
+    #[error("hub is shutting down (stream {stream:?})")]
+    ShutDown { stream: String },
+}
+
+/// A stream's statistics, for the HTTP API.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct StreamStats {
+    pub name: String,
+    /// The current publisher's kind, if one is publishing.
+    pub source: Option<SourceKind>,
+    pub publishing: bool,
+    pub players: usize,
+    pub saver_frames: usize,
+    pub saver_bytes: usize,
+    /// Frames and payload bytes pushed since the stream entry was created.
+    pub frames_in: u64,
+    pub bytes_in: u64,
+    /// Frames dropped for players, by reason, summed over all players ever.
+    pub dropped: DropCounts,
+    /// Players disconnected by the hub: queue over its hard bound, or on request.
+    pub players_kicked: u64,
+    /// The current publisher's codecs, from its frame headers (cleared at unpublish).
+    pub video_codec: Option<String>,
+    pub audio_codec: Option<String>,
+}
+
+/// A set of named streams. Cheap to clone; all clones are the same hub.
+#[derive(Clone)]
+pub struct Hub {
+    inner: Arc<HubInner>,
+}
+
+pub(crate) struct HubInner {
+    config: HubConfig,
+    streams: Mutex<HashMap<String, Arc<Stream>>>,
+    next_id: AtomicU64,
+    /// Set once by `shutdown`; read under the stream map lock, so Relaxed suffices.
+    shut_down: AtomicBool,
+}
+
+pub(crate) struct Stream {
+    pub(crate) name: String,
+    state: Mutex<StreamState>,
+}
+
+struct Publisher {
+    id: u64,
+    source: SourceKind,
+}
+
+struct StreamState {
+    publisher: Option<Publisher>,
+    metadata: Option<Frame>,
+    video_header: Option<Frame>,
+    audio_header: Option<Frame>,
+    video_codec: Option<Codec>,
+    audio_codec: Option<Codec>,
+    saver: FrameSaver,
+    last_timestamp: u32,
+    players: Vec<Arc<PlayerShared>>,
+    frames_in: u64,
+    bytes_in: u64,
+    dropped: DropCounts,
+    players_kicked: u64,
+}
+
+impl StreamState {
+    /// Forgets everything the previous publisher said, so no player ever gets a stale header.
+    fn forget_publisher_media(&mut self) {
+        self.metadata = None;
+        self.video_header = None;
+        self.audio_header = None;
+        self.video_codec = None;
+        self.audio_codec = None;
+        self.saver.clear();
+    }
+
+    fn offer_all(&mut self, stream: &str, item: &PlayerItem) {
+        let mut kicked = Vec::new();
+        for p in &self.players {
+            let outcome = p.lock().offer(item.clone(), &mut self.dropped);
+            if let Offer::Kicked(reason) = outcome {
+                tracing::warn!(stream = %stream, player = %p.id, %reason, "player disconnected");
+                kicked.push(p.id);
+            }
+            p.notify.notify_one();
+        }
+        if !kicked.is_empty() {
+            self.players_kicked += kicked.len() as u64;
+            self.players.retain(|p| !kicked.contains(&p.id));
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every critical section leaves its data consistent before anything can panic.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Hub {
+    pub fn new(config: HubConfig) -> Hub {
+        Hub {
+            inner: Arc::new(HubInner {
+                config,
+                streams: Mutex::new(HashMap::new()),
+                next_id: AtomicU64::new(1),
+                shut_down: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    pub fn config(&self) -> &HubConfig {
+        &self.inner.config
+    }
+
+    /// Starts publishing `name`. Players already waiting get `PublishStarted`. Refused with
+    /// [`HubError::AlreadyPublishing`] while another handle for `name` is alive. Dropping the
+    /// handle unpublishes.
+    pub fn publish(&self, name: &str, source: SourceKind) -> Result<PublisherHandle, HubError> {
+        let mut streams = lock(&self.inner.streams);
+        if self.inner.shut_down.load(Ordering::Relaxed) {
+            return Err(HubError::ShutDown {
+                stream: name.to_owned(),
+            });
+        }
+        let stream = streams
+            .entry(name.to_owned())
+            .or_insert_with(|| self.inner.new_stream(name))
+            .clone();
+        let mut st = lock(&stream.state);
+        if let Some(p) = &st.publisher {
+            return Err(HubError::AlreadyPublishing {
+                stream: name.to_owned(),
+                source_kind: p.source,
+            });
+        }
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        st.publisher = Some(Publisher { id, source });
+        st.forget_publisher_media();
+        st.offer_all(name, &PlayerItem::PublishStarted { source });
+        tracing::info!(stream = %name, %source, publisher = id, players = st.players.len(), "publish started");
+        drop(st);
+        Ok(PublisherHandle {
+            hub: self.inner.clone(),
+            stream,
+            id,
+        })
+    }
+
+    /// Subscribes a player to `name`, which may have no publisher yet: the player then waits.
+    pub fn play(&self, name: &str) -> Result<PlayerSubscription, HubError> {
+        let mut streams = lock(&self.inner.streams);
+        if self.inner.shut_down.load(Ordering::Relaxed) {
+            return Err(HubError::ShutDown {
+                stream: name.to_owned(),
+            });
+        }
+        let stream = streams
+            .entry(name.to_owned())
+            .or_insert_with(|| self.inner.new_stream(name))
+            .clone();
+        let id = PlayerId(self.inner.next_id.fetch_add(1, Ordering::Relaxed));
+        let shared = Arc::new(PlayerShared::new(id, self.inner.config.player.clone()));
+        let mut st = lock(&stream.state);
+        if let Some(p) = &st.publisher {
+            let mut q = shared.lock();
+            let mut dropped = DropCounts::default();
+            q.offer(
+                PlayerItem::PublishStarted { source: p.source },
+                &mut dropped,
+            );
+            // Headers carry the timestamp the player starts at, so its clock does not jump.
+            let start = st
+                .saver
+                .frames()
+                .next()
+                .map_or(st.last_timestamp, |f| f.timestamp);
+            for h in [&st.metadata, &st.video_header, &st.audio_header]
+                .into_iter()
+                .flatten()
+            {
+                let mut h = h.clone();
+                h.timestamp = start;
+                q.offer(PlayerItem::Frame(h), &mut dropped);
+            }
+            for f in st.saver.frames() {
+                q.offer(PlayerItem::Frame(f.clone()), &mut dropped);
+            }
+            drop(q);
+            st.dropped.merge(&dropped);
+        }
+        st.players.push(shared.clone());
+        tracing::info!(stream = %name, player = %id, publishing = st.publisher.is_some(), "player subscribed");
+        drop(st);
+        Ok(PlayerSubscription {
+            hub: self.inner.clone(),
+            stream,
+            shared,
+            rebaser: Rebaser::default(),
+        })
+    }
+
+    /// Disconnects a player (it reads `Kicked(Requested)`, then `None`). False if not found.
+    pub fn kick_player(&self, name: &str, id: PlayerId) -> bool {
+        let Some(stream) = lock(&self.inner.streams).get(name).cloned() else {
+            return false;
+        };
+        let mut st = lock(&stream.state);
+        let Some(i) = st.players.iter().position(|p| p.id == id) else {
+            return false;
+        };
+        let p = st.players.swap_remove(i);
+        p.lock().kick(KickReason::Requested);
+        st.players_kicked += 1;
+        p.notify.notify_one();
+        tracing::info!(stream = %name, player = %id, "player kicked by request");
+        true
+    }
+
+    /// Statistics of one stream.
+    pub fn stream_stats(&self, name: &str) -> Option<StreamStats> {
+        let stream = lock(&self.inner.streams).get(name).cloned()?;
+        Some(stream.stats())
+    }
+
+    /// Statistics of every stream, sorted by name.
+    pub fn stats(&self) -> Vec<StreamStats> {
+        let streams: Vec<Arc<Stream>> = lock(&self.inner.streams).values().cloned().collect();
+        let mut out: Vec<StreamStats> = streams.iter().map(|s| s.stats()).collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
+    /// Counters of each player of a stream.
+    pub fn player_stats(&self, name: &str) -> Vec<PlayerStats> {
+        let Some(stream) = lock(&self.inner.streams).get(name).cloned() else {
+            return Vec::new();
+        };
+        let st = lock(&stream.state);
+        st.players.iter().map(|p| p.lock().stats()).collect()
+    }
+
+    /// Stops the hub: no new publishers or players, pushes fail with [`HubError::ShutDown`],
+    /// and each player gets what is queued for it, then `None`.
+    pub fn shutdown(&self) {
+        let streams = lock(&self.inner.streams);
+        self.inner.shut_down.store(true, Ordering::Relaxed);
+        for stream in streams.values() {
+            let st = lock(&stream.state);
+            for p in &st.players {
+                p.lock().close();
+                p.notify.notify_one();
+            }
+        }
+        tracing::info!(streams = streams.len(), "hub shut down");
+    }
+}
+
+impl HubInner {
+    fn new_stream(&self, name: &str) -> Arc<Stream> {
+        Arc::new(Stream {
+            name: name.to_owned(),
+            state: Mutex::new(StreamState {
+                publisher: None,
+                metadata: None,
+                video_header: None,
+                audio_header: None,
+                video_codec: None,
+                audio_codec: None,
+                saver: FrameSaver::new(self.config.saver.clone()),
+                last_timestamp: 0,
+                players: Vec::new(),
+                frames_in: 0,
+                bytes_in: 0,
+                dropped: DropCounts::default(),
+                players_kicked: 0,
+            }),
+        })
+    }
+
+    /// Removes the stream's entry if nobody publishes or plays it any more.
+    fn forget_if_idle(
+        streams: &mut HashMap<String, Arc<Stream>>,
+        stream: &Arc<Stream>,
+        st: &StreamState,
+    ) {
+        if st.publisher.is_none() && st.players.is_empty() {
+            if let Some(s) = streams.get(&stream.name) {
+                if Arc::ptr_eq(s, stream) {
+                    streams.remove(&stream.name);
+                }
+            }
+        }
+    }
+
+    pub(crate) fn remove_player(&self, stream: &Arc<Stream>, id: PlayerId) {
+        let mut streams = lock(&self.streams);
+        let mut st = lock(&stream.state);
+        st.players.retain(|p| p.id != id);
+        Self::forget_if_idle(&mut streams, stream, &st);
+    }
+
+    fn unpublish(&self, stream: &Arc<Stream>, id: u64) {
+        let mut streams = lock(&self.streams);
+        let mut st = lock(&stream.state);
+        if st.publisher.as_ref().is_some_and(|p| p.id == id) {
+            st.publisher = None;
+            st.forget_publisher_media();
+            st.offer_all(&stream.name, &PlayerItem::PublishStopped);
+            tracing::info!(stream = %stream.name, publisher = id, "publish stopped");
+        }
+        Self::forget_if_idle(&mut streams, stream, &st);
+    }
+}
+
+impl Stream {
+    fn stats(&self) -> StreamStats {
+        let st = lock(&self.state);
+        StreamStats {
+            name: self.name.clone(),
+            source: st.publisher.as_ref().map(|p| p.source),
+            publishing: st.publisher.is_some(),
+            players: st.players.len(),
+            saver_frames: st.saver.len(),
+            saver_bytes: st.saver.bytes(),
+            frames_in: st.frames_in,
+            bytes_in: st.bytes_in,
+            dropped: st.dropped,
+            players_kicked: st.players_kicked,
+            video_codec: st.video_codec.map(|c| c.to_string()),
+            audio_codec: st.audio_codec.map(|c| c.to_string()),
+        }
+    }
+}
+
+/// The right to publish one stream. Dropping it unpublishes: players get `PublishStopped` and
+/// wait for the next publisher; headers, metadata and saved frames are forgotten.
+pub struct PublisherHandle {
+    hub: Arc<HubInner>,
+    stream: Arc<Stream>,
+    id: u64,
+}
+
+impl PublisherHandle {
+    pub fn stream_name(&self) -> &str {
+        &self.stream.name
+    }
+
+    /// Hands a frame to the stream: records it if it is a sequence header or `onMetaData`,
+    /// saves it for new players, and queues it for every player (one `Message` clone each,
+    /// never a payload copy). Never blocks; a slow player loses frames, not the publisher.
+    /// Fails only once the hub is shutting down (the publisher should then stop).
+    pub fn push(&mut self, frame: Frame) -> Result<(), HubError> {
+        if self.hub.shut_down.load(Ordering::Relaxed) {
+            return Err(HubError::ShutDown {
+                stream: self.stream.name.clone(),
+            });
+        }
+        let mut st = lock(&self.stream.state);
+        st.frames_in += 1;
+        st.bytes_in += frame.payload.len() as u64;
+        if frame.kind == MediaKind::Data {
+            if frame.is_metadata() {
+                st.metadata = Some(frame.clone());
+            }
+        } else {
+            let codec_slot = match frame.kind {
+                MediaKind::Video => &mut st.video_codec,
+                _ => &mut st.audio_codec,
+            };
+            if frame.sequence_header || codec_slot.is_none() {
+                *codec_slot = frame.codec();
+            }
+            if frame.sequence_header {
+                match frame.kind {
+                    MediaKind::Video => st.video_header = Some(frame.clone()),
+                    _ => st.audio_header = Some(frame.clone()),
+                }
+            }
+        }
+        st.saver.push(&frame);
+        st.last_timestamp = frame.timestamp;
+        let name = &self.stream.name;
+        st.offer_all(name, &PlayerItem::Frame(frame));
+        Ok(())
+    }
+}
+
+impl Drop for PublisherHandle {
+    fn drop(&mut self) {
+        self.hub.unpublish(&self.stream, self.id);
+    }
+}
+
+impl std::fmt::Debug for PublisherHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PublisherHandle")
+            .field("stream", &self.stream.name)
+            .field("id", &self.id)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("streams", &lock(&self.inner.streams).len())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests;

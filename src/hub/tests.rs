@@ -1,0 +1,520 @@
+//! Hub behaviour as a player sees it.
+
+use super::*;
+use crate::media::{self, AudioSpecificConfig, Frame, MediaKind};
+use crate::pages::{PagePool, PoolConfig, StreamWriter};
+
+struct Src {
+    _pool: PagePool,
+    w: StreamWriter,
+    next_id: u32,
+}
+
+impl Src {
+    fn new() -> Src {
+        let pool = PagePool::new(PoolConfig::default());
+        let w = pool.writer("test", 1 << 30);
+        Src {
+            _pool: pool,
+            w,
+            next_id: 0,
+        }
+    }
+
+    /// A video frame of `size` bytes whose first NAL carries a frame index (for gap checks).
+    fn video(&mut self, ts: u32, key: bool, disposable: bool, size: usize) -> Frame {
+        let id = self.next_id;
+        self.next_id += 1;
+        let nal_header: u8 = match (key, disposable) {
+            (true, _) => 0x65,
+            (false, false) => 0x41,
+            (false, true) => 0x01,
+        };
+        let mut nalus = vec![0u8; size.max(9)];
+        nalus[..4].copy_from_slice(&((size.max(9) - 4) as u32).to_be_bytes());
+        nalus[4] = nal_header;
+        nalus[5..9].copy_from_slice(&id.to_be_bytes());
+        let body = media::video_body(&mut self.w, key, 0, &nalus).unwrap();
+        Frame::from_tag_body(MediaKind::Video, ts, body).unwrap()
+    }
+
+    fn avc_header(&mut self, ts: u32) -> Frame {
+        let body =
+            media::avc_sequence_header(&mut self.w, &[1, 66, 0xc0, 30, 0xff, 0xe0, 0]).unwrap();
+        Frame::from_tag_body(MediaKind::Video, ts, body).unwrap()
+    }
+
+    fn aac_header(&mut self, ts: u32) -> Frame {
+        let asc = AudioSpecificConfig {
+            object_type: 2,
+            sample_rate: 48000,
+            channels: 2,
+        }
+        .to_bytes();
+        let body = media::aac_sequence_header(&mut self.w, &asc).unwrap();
+        Frame::from_tag_body(MediaKind::Audio, ts, body).unwrap()
+    }
+
+    fn aac(&mut self, ts: u32, size: usize) -> Frame {
+        let body = media::aac_body(&mut self.w, &vec![0x21; size]).unwrap();
+        Frame::from_tag_body(MediaKind::Audio, ts, body).unwrap()
+    }
+
+    fn speex(&mut self, ts: u32) -> Frame {
+        let body = self.w.write(&[&[0xb2], &[0x55; 40]]).unwrap();
+        Frame::from_tag_body(MediaKind::Audio, ts, body).unwrap()
+    }
+}
+
+fn frame_id(f: &Frame) -> u32 {
+    let b = f.payload.to_vec();
+    u32::from_be_bytes([b[10], b[11], b[12], b[13]])
+}
+
+/// Everything queued for the player right now.
+fn ready(p: &mut PlayerSubscription) -> Vec<PlayerItem> {
+    let mut out = Vec::new();
+    while let TryNext::Item(item) = p.try_next() {
+        out.push(item);
+    }
+    out
+}
+
+fn frames(items: &[PlayerItem]) -> Vec<&Frame> {
+    items
+        .iter()
+        .filter_map(|i| {
+            if let PlayerItem::Frame(f) = i {
+                Some(f)
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn second_publisher_is_refused_until_the_first_leaves() {
+    let hub = Hub::new(HubConfig::default());
+    let first = hub.publish("live", SourceKind::Rtmp).unwrap();
+    let err = hub.publish("live", SourceKind::Rtmp).unwrap_err();
+    assert!(matches!(err, HubError::AlreadyPublishing { ref stream, .. } if stream == "live"));
+    drop(first);
+    assert!(hub.publish("live", SourceKind::File).is_ok());
+    assert!(
+        hub.stream_stats("live").is_none(),
+        "an idle stream is forgotten"
+    );
+}
+
+#[test]
+fn republish_with_other_codecs_yields_no_stale_header() {
+    let hub = Hub::new(HubConfig::default());
+    let mut src = Src::new();
+    let mut watcher = hub.play("live").unwrap();
+    {
+        let mut p = hub.publish("live", SourceKind::Rtmp).unwrap();
+        p.push(src.avc_header(0)).unwrap();
+        p.push(src.aac_header(0)).unwrap();
+        p.push(src.video(0, true, false, 100)).unwrap();
+        p.push(src.aac(10, 50)).unwrap();
+    }
+    ready(&mut watcher);
+    // The same name comes back with Speex audio (node-media-server kept the AAC header).
+    let mut p = hub.publish("live", SourceKind::Rtmp).unwrap();
+    p.push(src.avc_header(0)).unwrap();
+    p.push(src.video(0, true, false, 100)).unwrap();
+    p.push(src.speex(20)).unwrap();
+
+    let mut late = hub.play("live").unwrap();
+    for (who, items) in [
+        ("late player", ready(&mut late)),
+        ("watching player", ready(&mut watcher)),
+    ] {
+        assert!(
+            matches!(
+                items[0],
+                PlayerItem::PublishStarted {
+                    source: SourceKind::Rtmp
+                }
+            ),
+            "{who}: {items:?}"
+        );
+        let aac_headers = frames(&items)
+            .iter()
+            .filter(|f| f.kind == MediaKind::Audio && f.sequence_header)
+            .count();
+        assert_eq!(aac_headers, 0, "{who} got a stale AAC header");
+        let kinds: Vec<_> = frames(&items)
+            .iter()
+            .map(|f| (f.kind, f.sequence_header, f.codec()))
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                (MediaKind::Video, true, Some(Codec::Avc)),
+                (MediaKind::Video, false, Some(Codec::Avc)),
+                (MediaKind::Audio, false, Some(Codec::Speex))
+            ],
+            "{who}"
+        );
+    }
+    let stats = hub.stream_stats("live").unwrap();
+    assert_eq!(stats.audio_codec.as_deref(), Some("speex"));
+    assert_eq!(stats.video_codec.as_deref(), Some("h264"));
+}
+
+#[test]
+fn late_player_gets_headers_then_starts_at_the_last_keyframe() {
+    let hub = Hub::new(HubConfig::default());
+    let mut src = Src::new();
+    let mut p = hub.publish("live", SourceKind::File).unwrap();
+    p.push(src.avc_header(0)).unwrap();
+    p.push(src.aac_header(0)).unwrap();
+    for i in 0..100u32 {
+        p.push(src.video(i * 40, i % 50 == 0, false, 200)).unwrap();
+        p.push(src.aac(i * 40 + 5, 30)).unwrap();
+    }
+    let mut player = hub.play("live").unwrap();
+    let items = ready(&mut player);
+    let fs = frames(&items);
+    assert!(fs[0].sequence_header && fs[0].kind == MediaKind::Video);
+    assert!(fs[1].sequence_header && fs[1].kind == MediaKind::Audio);
+    assert_eq!(
+        fs[0].timestamp, 2000,
+        "headers are stamped at the start of the saved GOP"
+    );
+    assert!(fs[2].keyframe);
+    assert_eq!(fs[2].timestamp, 2000);
+    assert_eq!(
+        fs.len(),
+        2 + 100,
+        "50 video + 50 audio frames since the keyframe"
+    );
+    let stats = hub.stream_stats("live").unwrap();
+    assert_eq!(
+        (stats.saver_frames, stats.players, stats.publishing),
+        (100, 1, true)
+    );
+}
+
+#[test]
+fn never_keyframe_stream_stays_bounded() {
+    let config = HubConfig {
+        saver: SaverConfig {
+            max_bytes: 1 << 20,
+            max_frames: 300,
+            audio_window_frames: 64,
+        },
+        ..HubConfig::default()
+    };
+    let hub = Hub::new(config);
+    let mut src = Src::new();
+    let mut p = hub.publish("live", SourceKind::Rtmp).unwrap();
+    for i in 0..5000u32 {
+        p.push(src.video(i * 40, false, false, 500)).unwrap();
+        p.push(src.aac(i * 40, 100)).unwrap();
+    }
+    let stats = hub.stream_stats("live").unwrap();
+    assert_eq!(stats.saver_frames, 64, "only a short audio window is kept");
+    assert!(stats.saver_bytes <= 64 * 102);
+
+    // A single GOP longer than the frame bound is not kept either.
+    p.push(src.video(300_000, true, false, 500)).unwrap();
+    for i in 0..1000u32 {
+        p.push(src.video(300_000 + i * 40, false, false, 500))
+            .unwrap();
+        let s = hub.stream_stats("live").unwrap();
+        assert!(s.saver_frames <= 300 && s.saver_bytes <= 1 << 20);
+    }
+    // A new player therefore gets no video until the next keyframe.
+    let mut player = hub.play("live").unwrap();
+    assert!(frames(&ready(&mut player))
+        .iter()
+        .all(|f| f.kind != MediaKind::Video || f.sequence_header));
+    p.push(src.video(400_000, false, false, 500)).unwrap();
+    assert!(
+        frames(&ready(&mut player)).is_empty(),
+        "inter frames before the first keyframe are skipped"
+    );
+    p.push(src.video(400_040, true, false, 500)).unwrap();
+    assert!(frames(&ready(&mut player))[0].keyframe);
+    assert!(hub.player_stats("live")[0].dropped.resync >= 1);
+}
+
+#[test]
+fn slow_player_drops_disposable_then_inter_then_audio_then_is_kicked() {
+    let config = HubConfig {
+        player: PlayerQueueConfig {
+            soft_bytes: 20_000,
+            hard_bytes: 60_000,
+        },
+        ..HubConfig::default()
+    };
+    let hub = Hub::new(config);
+    let mut src = Src::new();
+    let mut p = hub.publish("live", SourceKind::Rtmp).unwrap();
+    p.push(src.avc_header(0)).unwrap();
+    p.push(src.aac_header(0)).unwrap();
+    let mut player = hub.play("live").unwrap();
+
+    let mut ts = 0;
+    let push_video =
+        |p: &mut PublisherHandle, src: &mut Src, ts: u32, key: bool, disp: bool, size: usize| {
+            p.push(src.video(ts, key, disp, size)).unwrap();
+        };
+
+    // Phase 1: a GOP of P and disposable B frames with audio, up to the soft bound: B frames go first.
+    push_video(&mut p, &mut src, ts, true, false, 4000);
+    let mut first_drop = None;
+    for i in 1..200u32 {
+        ts = i * 40;
+        push_video(&mut p, &mut src, ts, false, i % 2 == 0, 1000);
+        p.push(src.aac(ts, 100)).unwrap();
+        let d = hub.player_stats("live")[0].dropped;
+        if first_drop.is_none() && d.total() > 0 {
+            first_drop = Some(d);
+        }
+    }
+    let first = first_drop.expect("the player fell behind");
+    assert!(
+        first.disposable > 0 && first.inter == 0 && first.audio == 0,
+        "{first:?}"
+    );
+    let d = hub.player_stats("live")[0].dropped;
+    assert!(d.inter > 0, "inter frames go next: {d:?}");
+    assert_eq!(d.audio, 0, "audio is kept below the hard bound: {d:?}");
+
+    // Phase 2: keyframes and audio only accumulate; past the hard bound audio goes, then the player.
+    let mut kicked_at = None;
+    for i in 200..2000u32 {
+        ts = i * 40;
+        push_video(&mut p, &mut src, ts, i % 50 == 0, false, 8000);
+        p.push(src.aac(ts, 100)).unwrap();
+        if hub.player_stats("live").is_empty() {
+            kicked_at = Some(i);
+            break;
+        }
+        let s = hub.player_stats("live")[0].clone();
+        assert!(
+            s.queued_bytes <= 60_000,
+            "queue stays under the hard bound: {s:?}"
+        );
+    }
+    assert!(
+        kicked_at.is_some(),
+        "a player that never reads is disconnected"
+    );
+    let stats = hub.stream_stats("live").unwrap();
+    assert!(stats.dropped.audio > 0, "{stats:?}");
+    assert_eq!(stats.players_kicked, 1);
+
+    let items = ready(&mut player);
+    assert!(
+        matches!(
+            items.last(),
+            Some(PlayerItem::Kicked(KickReason::QueueFull {
+                hard_bytes: 60_000,
+                ..
+            }))
+        ),
+        "{:?}",
+        items.last()
+    );
+    assert!(matches!(player.try_next(), TryNext::Ended));
+}
+
+#[test]
+fn slow_player_gets_only_decodable_video() {
+    let config = HubConfig {
+        player: PlayerQueueConfig {
+            soft_bytes: 30_000,
+            hard_bytes: 1 << 20,
+        },
+        ..HubConfig::default()
+    };
+    let hub = Hub::new(config);
+    let mut src = Src::new();
+    let mut p = hub.publish("live", SourceKind::Rtmp).unwrap();
+    p.push(src.avc_header(0)).unwrap();
+    let mut player = hub.play("live").unwrap();
+    let mut prev_ref: HashMap<u32, Option<u32>> = HashMap::new();
+    let mut last_ref = None;
+    let mut delivered = Vec::new();
+    for i in 0..3000u32 {
+        let key = i % 50 == 0;
+        let disp = !key && i % 3 == 1;
+        let f = src.video(i * 40, key, disp, 1500);
+        let id = frame_id(&f);
+        if key {
+            last_ref = None;
+        }
+        prev_ref.insert(id, last_ref);
+        if !disp {
+            last_ref = Some(id);
+        }
+        p.push(f).unwrap();
+        // The player reads 2 frames per 3 pushed: always behind.
+        if i % 3 != 0 {
+            if let TryNext::Item(item) = player.try_next() {
+                delivered.push(item);
+            }
+        }
+    }
+    let d = player.stats().dropped;
+    assert!(d.disposable > 0 && d.inter > 0, "{d:?}");
+    let mut last_delivered_ref: Option<u32> = None;
+    for f in frames(&delivered)
+        .into_iter()
+        .filter(|f| !f.sequence_header)
+    {
+        let id = frame_id(f);
+        if !f.keyframe {
+            assert_eq!(
+                prev_ref[&id], last_delivered_ref,
+                "frame {id} delivered without its reference"
+            );
+        }
+        if !f.disposable {
+            last_delivered_ref = Some(id);
+        }
+    }
+}
+
+#[test]
+fn publisher_memory_is_shared_by_players() {
+    let pool = PagePool::new(PoolConfig::default());
+    let mut w = pool.writer("live", 1 << 30);
+    let hub = Hub::new(HubConfig::default());
+    let players: Vec<_> = (0..20).map(|_| hub.play("live").unwrap()).collect();
+    let mut p = hub.publish("live", SourceKind::Rtmp).unwrap();
+    let body = media::video_body(&mut w, true, 0, &[0, 0, 0, 1, 0x65]).unwrap();
+    let len = body.len() as u64;
+    p.push(Frame::from_tag_body(MediaKind::Video, 0, body).unwrap())
+        .unwrap();
+    assert_eq!(
+        pool.stats().live_bytes,
+        len,
+        "one payload, referenced by saver and 20 queues"
+    );
+    assert_eq!(
+        hub.player_stats("live")
+            .iter()
+            .map(|s| s.queued_items)
+            .sum::<usize>(),
+        40
+    );
+    drop(players);
+}
+
+#[tokio::test]
+async fn player_before_publisher_waits_then_starts() {
+    let hub = Hub::new(HubConfig::default());
+    let mut player = hub.play("cam").unwrap();
+    let reader = tokio::spawn(async move {
+        let mut got = Vec::new();
+        while let Some(item) = player.next().await {
+            let done = matches!(item, PlayerItem::PublishStopped);
+            got.push(item);
+            if done {
+                break;
+            }
+        }
+        got
+    });
+    tokio::task::yield_now().await;
+    let mut src = Src::new();
+    {
+        let mut p = hub.publish("cam", SourceKind::Rtsp).unwrap();
+        p.push(src.avc_header(0)).unwrap();
+        p.push(src.video(0, true, false, 100)).unwrap();
+        p.push(src.video(40, false, false, 100)).unwrap();
+    }
+    let got = reader.await.unwrap();
+    assert!(matches!(
+        got[0],
+        PlayerItem::PublishStarted {
+            source: SourceKind::Rtsp
+        }
+    ));
+    let fs = frames(&got);
+    assert!(fs[0].sequence_header && fs[1].keyframe && !fs[2].keyframe);
+    assert!(matches!(got.last(), Some(PlayerItem::PublishStopped)));
+}
+
+#[tokio::test]
+async fn timestamps_stay_monotonic_across_a_republish_with_reset_clock() {
+    let hub = Hub::new(HubConfig::default());
+    let mut player = hub.play("live").unwrap();
+    let mut src = Src::new();
+    let mut seen = Vec::new();
+    for run in 0..3 {
+        let mut p = hub.publish("live", SourceKind::Rtmp).unwrap();
+        // The third run starts just below the 32-bit wrap.
+        let base: u32 = if run == 2 { u32::MAX - 500 } else { 0 };
+        p.push(src.avc_header(base)).unwrap();
+        p.push(src.aac_header(base)).unwrap();
+        for i in 0..100u32 {
+            let t = base.wrapping_add(i * 40);
+            p.push(src.video(t, i % 50 == 0, false, 100)).unwrap();
+            // Audio slightly behind video: interleaving jitter.
+            p.push(src.aac(t.wrapping_sub(10), 20)).unwrap();
+        }
+        drop(p);
+        while let TryNext::Item(item) = player.try_next() {
+            if let PlayerItem::Frame(f) = item {
+                seen.push(f.timestamp);
+            }
+        }
+    }
+    assert_eq!(seen.len(), 3 * 202);
+    for w in seen.windows(2) {
+        assert!(
+            w[1].wrapping_sub(w[0]) as i32 >= 0,
+            "timestamp went back: {} -> {}",
+            w[0],
+            w[1]
+        );
+    }
+    let span = seen.last().unwrap().wrapping_sub(seen[0]);
+    assert!(
+        (3 * 3960 - 100..3 * 3960 + 100).contains(&span),
+        "no jump: span {span}"
+    );
+}
+
+#[tokio::test]
+async fn shutdown_ends_players_and_refuses_pushes() {
+    let hub = Hub::new(HubConfig::default());
+    let mut src = Src::new();
+    let mut player = hub.play("live").unwrap();
+    let mut p = hub.publish("live", SourceKind::Rtmp).unwrap();
+    p.push(src.aac(0, 10)).unwrap();
+    hub.shutdown();
+    assert!(matches!(
+        p.push(src.aac(20, 10)),
+        Err(HubError::ShutDown { .. })
+    ));
+    assert!(matches!(
+        player.next().await,
+        Some(PlayerItem::PublishStarted { .. })
+    ));
+    assert!(
+        matches!(player.next().await, Some(PlayerItem::Frame(_))),
+        "queued frames are delivered"
+    );
+    assert!(player.next().await.is_none());
+    assert!(hub.play("other").is_err());
+}
+
+#[tokio::test]
+async fn kicked_player_reads_why_then_ends() {
+    let hub = Hub::new(HubConfig::default());
+    let mut player = hub.play("live").unwrap();
+    assert!(hub.kick_player("live", player.id()));
+    assert!(matches!(
+        player.next().await,
+        Some(PlayerItem::Kicked(KickReason::Requested))
+    ));
+    assert!(player.next().await.is_none());
+}

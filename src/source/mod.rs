@@ -1,0 +1,8 @@
+//! Media sources the server runs itself (as opposed to publishers that connect to it): for
+//! now a looped MP4 file. A source turns its input into [`Frame`](crate::media::Frame)s and
+//! pushes them through a [`PublisherHandle`](crate::hub::PublisherHandle); pacing uses
+//! `tokio::time`, so tests run on paused time.
+
+pub mod file;
+
+pub use file::{FileSource, SourceError};
