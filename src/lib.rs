@@ -1,8 +1,10 @@
 //! moment: a live video server. RTSP cameras, RTMP publishers and looped files in; RTMP players
 //! out; every payload stored once in a stream's pages (see [`pages`]).
 
+pub mod config;
 pub mod hub;
 pub mod media;
 pub mod pages;
 pub mod rtmp;
+pub mod server;
 pub mod source;

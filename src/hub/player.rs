@@ -518,6 +518,12 @@ impl PlayerSubscription {
     pub fn stats(&self) -> PlayerStats {
         self.shared.lock().stats()
     }
+
+    /// Whether the hub disconnected this player, without taking anything from its queue: for
+    /// a connection whose socket is too full to take more items.
+    pub fn is_kicked(&self) -> bool {
+        self.shared.lock().state == QueueState::Kicked
+    }
 }
 
 impl Drop for PlayerSubscription {

@@ -1,5 +1,6 @@
-//! The RTMP server protocol core, sans-IO: bytes in, events and bytes out. No sockets, no
-//! tokio, no clocks live here; the socket glue (elsewhere) feeds [`ServerSession::handle_input`],
+//! The RTMP server: a sans-IO protocol core (bytes in, events and bytes out; no sockets, no
+//! tokio, no clocks) and one thin socket layer, [`server`], which feeds
+//! [`ServerSession::handle_input`],
 //! drains [`ServerSession::poll_event`], answers publish/play requests, and writes what
 //! [`ServerSession::io_slices`] exposes with `write_vectored`, then calls
 //! [`ServerSession::advance`].
@@ -15,7 +16,10 @@
 //! - [`session`]: the typed server session (handshake via `rml_rtmp::handshake`, commands,
 //!   acknowledgements, publish/play lifecycle).
 //!
-//! What does not live here: stream hubs, page pools, FLV parsing, sockets.
+//! - [`server`]: the tokio glue: listener, one task per connection, connecting sessions to
+//!   the stream hub (publishers' payloads into pages, players' output as writev of pages).
+//!
+//! What does not live here: stream hubs, page pools, FLV parsing.
 //!
 //! Timestamps are RTMP's: u32 milliseconds that wrap around after ~49.7 days. Input timestamps
 //! (absolute, delta and extended) are resolved to absolute u32 values with wrapping arithmetic;
@@ -25,6 +29,7 @@
 mod amf;
 pub mod chunk_reader;
 pub mod chunk_writer;
+pub mod server;
 pub mod session;
 
 #[cfg(test)]

@@ -309,6 +309,11 @@ impl ServerSession {
         self.writer.io_slices(out)
     }
 
+    /// Like [`ServerSession::io_slices`], at most `max` slices (writev takes at most IOV_MAX).
+    pub fn io_slices_max<'a>(&'a self, out: &mut Vec<IoSlice<'a>>, max: usize) {
+        self.writer.io_slices_max(out, max)
+    }
+
     /// Marks `n` output bytes as written. See [`ChunkWriter::advance`].
     pub fn advance(&mut self, n: usize) {
         self.writer.advance(n)

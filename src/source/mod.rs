@@ -6,3 +6,7 @@
 pub mod file;
 
 pub use file::{FileSource, SourceError};
+
+/// The demo stream compiled into the binary (`fixtures/demo.mp4`: 6 s of H.264 baseline
+/// 640x360 + AAC, made by `fixtures/make-fixtures.sh`), served by the default config.
+pub const DEMO_MP4: &[u8] = include_bytes!("../../fixtures/demo.mp4");

@@ -1,0 +1,251 @@
+//! The server's configuration: a TOML file (`--config`), or the embedded default
+//! (`src/default.toml`, printed by `--print-config`). Unknown keys and wrong values are errors
+//! that name the key and its line; every default is documented in the embedded file, which a
+//! test keeps equal to the defaults here.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::hub::HubConfig;
+use crate::pages::{PageMode, PoolConfig};
+
+/// The embedded default configuration, comments included.
+pub const DEFAULT_TOML: &str = include_str!("default.toml");
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub rtmp: RtmpConfig,
+    #[serde(default)]
+    pub pages: PagesConfig,
+    #[serde(default)]
+    pub hub: HubConfig,
+    /// Looped files, each published as `live/<name>`.
+    #[serde(default)]
+    pub file: Vec<FileConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RtmpConfig {
+    pub listen: SocketAddr,
+    pub max_connections: usize,
+    pub chunk_size: u32,
+    pub max_message_bytes: usize,
+    pub handshake_timeout_s: u64,
+    pub idle_timeout_s: u64,
+    pub send_timeout_s: u64,
+    pub write_delay_ms: u64,
+}
+
+impl Default for RtmpConfig {
+    fn default() -> Self {
+        RtmpConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 1935)),
+            max_connections: 2000,
+            chunk_size: 4096,
+            max_message_bytes: 4 << 20,
+            handshake_timeout_s: 10,
+            idle_timeout_s: 30,
+            send_timeout_s: 20,
+            write_delay_ms: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PagesConfig {
+    pub mode: PageMode,
+    pub page_size: usize,
+    pub global_budget_bytes: u64,
+    pub stream_budget_bytes: u64,
+    pub max_pooled_pages: usize,
+}
+
+impl Default for PagesConfig {
+    fn default() -> Self {
+        let pool = PoolConfig::default();
+        PagesConfig {
+            mode: pool.mode,
+            page_size: pool.page_size,
+            global_budget_bytes: pool.global_budget_bytes,
+            stream_budget_bytes: 64 << 20,
+            max_pooled_pages: pool.max_pooled_pages,
+        }
+    }
+}
+
+impl PagesConfig {
+    pub fn pool(&self) -> PoolConfig {
+        PoolConfig {
+            mode: self.mode,
+            page_size: self.page_size,
+            global_budget_bytes: self.global_budget_bytes,
+            max_pooled_pages: self.max_pooled_pages,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Played as `rtmp://HOST/live/<name>`.
+    pub name: String,
+    /// An MP4 with H.264 and/or AAC; omitted: the demo compiled into the binary.
+    pub path: Option<PathBuf>,
+}
+
+/// A configuration that could not be used, with what and where.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config {origin}: {message}")]
+    Invalid { origin: String, message: String },
+}
+
+impl Config {
+    /// The embedded default.
+    pub fn embedded() -> Config {
+        Config::parse(DEFAULT_TOML, "embedded default").expect("the embedded default is valid")
+    }
+
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut config = Config::parse(&text, &path.display().to_string())?;
+        // Relative file paths are relative to the config file, as a user reading it expects.
+        let base = path.parent().unwrap_or(Path::new("."));
+        for f in &mut config.file {
+            if let Some(p) = &f.path {
+                if p.is_relative() && !p.exists() {
+                    f.path = Some(base.join(p));
+                }
+            }
+        }
+        Ok(config)
+    }
+
+    /// Parses and checks a configuration; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            origin: origin.to_owned(),
+            message,
+        };
+        // toml's message names the key and shows the line.
+        let config: Config = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        config.validate().map_err(invalid)?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        self.pages
+            .pool()
+            .validate()
+            .map_err(|e| format!("[pages] {e}"))?;
+        let r = &self.rtmp;
+        if !(128..=0xFF_FFFF).contains(&r.chunk_size) {
+            return Err(format!(
+                "[rtmp] chunk_size = {} is outside 128..=16777215",
+                r.chunk_size
+            ));
+        }
+        if !(1024..=crate::rtmp::MAX_RTMP_MESSAGE_LEN).contains(&r.max_message_bytes) {
+            return Err(format!(
+                "[rtmp] max_message_bytes = {} is outside 1024..=16777215",
+                r.max_message_bytes
+            ));
+        }
+        if r.max_connections == 0 {
+            return Err("[rtmp] max_connections must be at least 1".into());
+        }
+        if r.write_delay_ms > 1000 {
+            return Err(format!(
+                "[rtmp] write_delay_ms = {} is above 1000",
+                r.write_delay_ms
+            ));
+        }
+        let p = &self.hub.player;
+        if p.soft_bytes > p.hard_bytes {
+            return Err(format!(
+                "[hub.player] soft_bytes = {} is above hard_bytes = {}",
+                p.soft_bytes, p.hard_bytes
+            ));
+        }
+        let mut names = std::collections::HashSet::new();
+        for f in &self.file {
+            if f.name.is_empty() || f.name.contains(['/', '?', ' ']) {
+                return Err(format!("[[file]] name = {:?} is not a stream name", f.name));
+            }
+            if !names.insert(&f.name) {
+                return Err(format!("[[file]] name = {:?} appears twice", f.name));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_matches_the_code_defaults() {
+        let expected = Config {
+            rtmp: RtmpConfig::default(),
+            pages: PagesConfig::default(),
+            hub: HubConfig::default(),
+            file: vec![FileConfig {
+                name: "demo".into(),
+                path: None,
+            }],
+        };
+        assert_eq!(Config::embedded(), expected);
+    }
+
+    #[test]
+    fn an_empty_file_is_all_defaults_without_files() {
+        let c = Config::parse("", "test").unwrap();
+        assert_eq!(c.rtmp, RtmpConfig::default());
+        assert!(c.file.is_empty());
+    }
+
+    #[test]
+    fn unknown_key_is_an_error_naming_it_and_its_line() {
+        let err = Config::parse("[rtmp]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n", "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("lisen"), "{err}");
+        assert!(err.contains("line 3"), "{err}");
+        assert!(err.contains("t.toml"), "{err}");
+    }
+
+    #[test]
+    fn wrong_value_is_an_error_naming_the_key() {
+        let err = Config::parse("[rtmp]\nlisten = \"nowhere\"\n", "t")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("listen"), "{err}");
+        let err = Config::parse("[pages]\nmode = \"sparse\"\n", "t")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("mode") || err.contains("sparse"), "{err}");
+        let err = Config::parse("[pages]\npage_size = 10\n", "t")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("page_size"), "{err}");
+        let err = Config::parse("[[file]]\nname = \"a\"\n[[file]]\nname = \"a\"\n", "t")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("twice"), "{err}");
+    }
+}

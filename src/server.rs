@@ -1,0 +1,156 @@
+//! The composition root: builds the page pool, the hub, the file sources and the RTMP
+//! listener from a [`Config`], runs them until the shutdown token is cancelled, then drains.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::config::{Config, FileConfig};
+use crate::hub::{Hub, SourceKind};
+use crate::pages::PagePool;
+use crate::rtmp::server::{self as rtmp_server, Context, Counters};
+use crate::source::{FileSource, SourceError, DEMO_MP4};
+
+/// How long connections get to close after the first shutdown signal.
+pub const DRAIN: Duration = Duration::from_secs(5);
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen for RTMP on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("file source {name:?}: {source}")]
+    File { name: String, source: SourceError },
+}
+
+/// A server that is listening: its address, and the task that runs it to the end.
+pub struct Started {
+    pub rtmp_addr: SocketAddr,
+    pub context: Arc<Context>,
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+/// Binds and starts everything; returns once the server is listening. The returned task ends
+/// after `shutdown` is cancelled and the connections have drained.
+pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Started, StartError> {
+    let pool = PagePool::new(config.pages.pool());
+    let hub = Hub::new(config.hub.clone());
+    // Parse every file before listening, so a bad file is a start-up error naming it.
+    let files = config
+        .file
+        .iter()
+        .map(|f| load_file(f).map(|bytes| (f.name.clone(), bytes)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let addr = config.rtmp.listen;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Listen { addr, source })?;
+    let rtmp_addr = listener
+        .local_addr()
+        .map_err(|source| StartError::Listen { addr, source })?;
+    let context = Arc::new(Context {
+        hub: hub.clone(),
+        pool: pool.clone(),
+        config: config.rtmp.clone(),
+        stream_budget_bytes: config.pages.stream_budget_bytes,
+        counters: Counters::default(),
+    });
+    info!(addr = %rtmp_addr, "RTMP listening");
+    let mut sources = tokio::task::JoinSet::new();
+    for (name, bytes) in files {
+        info!(stream = %name, url = %format!("rtmp://{rtmp_addr}/{}/{name}", rtmp_server::APP), "file source");
+        sources.spawn(run_file(
+            name,
+            bytes,
+            hub.clone(),
+            pool.clone(),
+            config.pages.stream_budget_bytes,
+        ));
+    }
+    let ctx = context.clone();
+    let task = tokio::spawn(async move {
+        let serve = rtmp_server::serve(listener, ctx, shutdown.clone(), DRAIN);
+        let stop_sources = async {
+            shutdown.cancelled().await;
+        };
+        tokio::join!(serve, stop_sources);
+        // Connections are closed: end the sources and what is left of the streams.
+        hub.shutdown();
+        let _ = tokio::time::timeout(DRAIN, async {
+            while sources.join_next().await.is_some() {}
+        })
+        .await;
+        sources.abort_all();
+        let s = pool.stats();
+        info!(
+            held_bytes = s.held_bytes,
+            live_bytes = s.live_bytes,
+            "stopped"
+        );
+    });
+    Ok(Started {
+        rtmp_addr,
+        context,
+        task,
+    })
+}
+
+fn load_file(f: &FileConfig) -> Result<Bytes, StartError> {
+    let bytes = match &f.path {
+        None => Bytes::from_static(DEMO_MP4),
+        Some(path) => std::fs::read(path)
+            .map(Bytes::from)
+            .map_err(|source| StartError::File {
+                name: f.name.clone(),
+                source: SourceError::Io {
+                    name: f.name.clone(),
+                    path: path.display().to_string(),
+                    source,
+                },
+            })?,
+    };
+    // Parse once now so that an unusable file fails the start, not a background task.
+    FileSource::from_bytes(&f.name, bytes.clone()).map_err(|source| StartError::File {
+        name: f.name.clone(),
+        source,
+    })?;
+    Ok(bytes)
+}
+
+/// Runs a looped file until the hub shuts down; restarts it (after a pause) if it fails.
+async fn run_file(name: String, bytes: Bytes, hub: Hub, pool: PagePool, budget: u64) {
+    loop {
+        let source = match FileSource::from_bytes(&name, bytes.clone()) {
+            Ok(s) => s,
+            Err(e) => {
+                error!(stream = %name, error = %e, "file source cannot start");
+                return;
+            }
+        };
+        let publisher = match hub.publish(&name, SourceKind::File) {
+            Ok(p) => p,
+            Err(crate::hub::HubError::ShutDown { .. }) => return,
+            Err(e) => {
+                // Someone else publishes this name: try again later.
+                warn!(stream = %name, error = %e, "file source waiting for the stream name");
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                continue;
+            }
+        };
+        match source.run(publisher, pool.writer(&name, budget)).await {
+            Ok(()) => return,
+            Err(e) => {
+                warn!(stream = %name, error = %e, "file source failed; restarting in 1 s");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
