@@ -39,6 +39,8 @@ pub struct RtmpConfig {
     pub idle_timeout_s: u64,
     pub send_timeout_s: u64,
     pub write_delay_ms: u64,
+    /// When set, publishing needs `?key=<this>` on the stream name; playing stays open.
+    pub publish_key: Option<String>,
 }
 
 impl Default for RtmpConfig {
@@ -52,6 +54,7 @@ impl Default for RtmpConfig {
             idle_timeout_s: 30,
             send_timeout_s: 20,
             write_delay_ms: 10,
+            publish_key: None,
         }
     }
 }

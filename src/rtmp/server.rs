@@ -417,10 +417,15 @@ impl Connection {
     }
 
     fn start_publish(&mut self, app: &str, requested: &str, stream_id: u32) -> Result<(), End> {
-        let name = match self.check_request(app, requested) {
+        let checked = self
+            .check_request(app, requested)
+            .and_then(|name| self.check_publish_key(app, requested).map(|()| name));
+        let name = match checked {
             Ok(name) => name,
             Err(reason) => {
-                warn!(%app, stream = %requested, %reason, "publish refused");
+                // The requested name is logged without its query: it may hold a key.
+                let stream = requested.split('?').next().unwrap_or_default();
+                warn!(%stream, %reason, "publish refused");
                 self.session.reject_publish(stream_id, &reason)?;
                 return Ok(());
             }
@@ -519,6 +524,24 @@ impl Connection {
             return Err(format!("invalid stream name {name:?}"));
         }
         Ok(name.to_owned())
+    }
+
+    /// With `[rtmp] publish_key` set, a publisher must give `?key=<it>` on the stream name (or
+    /// the application, as some encoders put it there).
+    fn check_publish_key(&self, app: &str, requested: &str) -> Result<(), String> {
+        let Some(expected) = &self.ctx.config.publish_key else {
+            return Ok(());
+        };
+        let given = [app, requested]
+            .iter()
+            .filter_map(|s| s.split_once('?').map(|(_, q)| q))
+            .flat_map(|q| q.split('&'))
+            .find_map(|kv| kv.strip_prefix("key="));
+        match given {
+            Some(k) if k == expected => Ok(()),
+            Some(_) => Err("wrong publish key".into()),
+            None => Err("publish key required (?key=...)".into()),
+        }
     }
 
     fn stop_role(&mut self, why: &str) {
