@@ -21,11 +21,12 @@ pub use saver::SaverConfig;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
 use player::{Offer, PlayerShared, Rebaser};
 use saver::FrameSaver;
 
-use crate::media::{Codec, Frame, MediaKind};
+use crate::media::{AudioSpecificConfig, AvcDecoderConfig, Codec, Frame, MediaKind};
 
 /// Hub configuration.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
@@ -96,6 +97,17 @@ pub struct StreamStats {
     /// The current publisher's codecs, from its frame headers (cleared at unpublish).
     pub video_codec: Option<String>,
     pub audio_codec: Option<String>,
+    /// Milliseconds since the current publisher started; `None` while nobody publishes.
+    pub uptime_ms: Option<u64>,
+    /// Displayed picture size, from the current publisher's H.264 sequence header.
+    pub video_width: Option<u32>,
+    pub video_height: Option<u32>,
+    /// From the current publisher's AAC sequence header (AudioSpecificConfig).
+    pub audio_sample_rate: Option<u32>,
+    pub audio_channels: Option<u8>,
+    /// Frames the source could not store (page budget) and so never reached the hub, as
+    /// reported with [`PublisherHandle::count_ingest_drop`].
+    pub ingest_dropped: u64,
 }
 
 /// A set of named streams. Cheap to clone; all clones are the same hub.
@@ -120,6 +132,7 @@ pub(crate) struct Stream {
 struct Publisher {
     id: u64,
     source: SourceKind,
+    since: Instant,
 }
 
 struct StreamState {
@@ -129,6 +142,9 @@ struct StreamState {
     audio_header: Option<Frame>,
     video_codec: Option<Codec>,
     audio_codec: Option<Codec>,
+    /// (width, height) and (sample rate, channels) from the sequence headers, for stats.
+    video_size: Option<(u32, u32)>,
+    audio_format: Option<(u32, u8)>,
     saver: FrameSaver,
     last_timestamp: u32,
     players: Vec<Arc<PlayerShared>>,
@@ -136,6 +152,7 @@ struct StreamState {
     bytes_in: u64,
     dropped: DropCounts,
     players_kicked: u64,
+    ingest_dropped: u64,
 }
 
 impl StreamState {
@@ -146,6 +163,8 @@ impl StreamState {
         self.audio_header = None;
         self.video_codec = None;
         self.audio_codec = None;
+        self.video_size = None;
+        self.audio_format = None;
         self.saver.clear();
     }
 
@@ -209,7 +228,11 @@ impl Hub {
             });
         }
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-        st.publisher = Some(Publisher { id, source });
+        st.publisher = Some(Publisher {
+            id,
+            source,
+            since: Instant::now(),
+        });
         st.forget_publisher_media();
         st.offer_all(name, &PlayerItem::PublishStarted { source });
         tracing::info!(stream = %name, %source, publisher = id, players = st.players.len(), "publish started");
@@ -341,6 +364,8 @@ impl HubInner {
                 audio_header: None,
                 video_codec: None,
                 audio_codec: None,
+                video_size: None,
+                audio_format: None,
                 saver: FrameSaver::new(self.config.saver.clone()),
                 last_timestamp: 0,
                 players: Vec::new(),
@@ -348,6 +373,7 @@ impl HubInner {
                 bytes_in: 0,
                 dropped: DropCounts::default(),
                 players_kicked: 0,
+                ingest_dropped: 0,
             }),
         })
     }
@@ -403,6 +429,15 @@ impl Stream {
             players_kicked: st.players_kicked,
             video_codec: st.video_codec.map(|c| c.to_string()),
             audio_codec: st.audio_codec.map(|c| c.to_string()),
+            uptime_ms: st
+                .publisher
+                .as_ref()
+                .map(|p| p.since.elapsed().as_millis() as u64),
+            video_width: st.video_size.map(|s| s.0),
+            video_height: st.video_size.map(|s| s.1),
+            audio_sample_rate: st.audio_format.map(|f| f.0),
+            audio_channels: st.audio_format.map(|f| f.1),
+            ingest_dropped: st.ingest_dropped,
         }
     }
 }
@@ -447,8 +482,14 @@ impl PublisherHandle {
             }
             if frame.sequence_header {
                 match frame.kind {
-                    MediaKind::Video => st.video_header = Some(frame.clone()),
-                    _ => st.audio_header = Some(frame.clone()),
+                    MediaKind::Video => {
+                        st.video_size = video_size(&frame);
+                        st.video_header = Some(frame.clone());
+                    }
+                    _ => {
+                        st.audio_format = audio_format(&frame);
+                        st.audio_header = Some(frame.clone());
+                    }
                 }
             }
         }
@@ -458,6 +499,39 @@ impl PublisherHandle {
         st.offer_all(name, &PlayerItem::Frame(frame));
         Ok(())
     }
+}
+
+impl PublisherHandle {
+    /// Counts a frame the source could not store (page budget) and so never pushed, for the
+    /// stream's statistics.
+    pub fn count_ingest_drop(&mut self) {
+        lock(&self.stream.state).ingest_dropped += 1;
+    }
+}
+
+/// Width and height from an H.264 sequence header (legacy FLV or enhanced-RTMP `avc1`: the
+/// record starts 5 bytes into the tag body in both); `None` for other codecs or bad headers.
+fn video_size(frame: &Frame) -> Option<(u32, u32)> {
+    if frame.codec() != Some(Codec::Avc) {
+        return None;
+    }
+    let body = frame.payload.to_vec();
+    let sps = AvcDecoderConfig::parse(body.get(5..)?)
+        .ok()?
+        .parsed_sps()
+        .ok()?;
+    Some((sps.width, sps.height))
+}
+
+/// Sample rate and channels from an AAC sequence header (the AudioSpecificConfig follows the
+/// 2-byte tag header); `None` for other codecs or bad headers.
+fn audio_format(frame: &Frame) -> Option<(u32, u8)> {
+    if frame.codec() != Some(Codec::Aac) {
+        return None;
+    }
+    let body = frame.payload.to_vec();
+    let asc = AudioSpecificConfig::parse(body.get(2..)?).ok()?;
+    Some((asc.sample_rate, asc.channels))
 }
 
 impl Drop for PublisherHandle {

@@ -518,3 +518,44 @@ async fn kicked_player_reads_why_then_ends() {
     ));
     assert!(player.next().await.is_none());
 }
+
+#[test]
+fn stats_report_picture_size_audio_format_and_uptime_of_the_current_publisher() {
+    // SPS of fixtures/demo.mp4 (x264 baseline 640x360).
+    const SPS: &[u8] = &[
+        0x67, 0x42, 0xc0, 0x1e, 0xd9, 0x00, 0xa0, 0x2f, 0xf9, 0x70, 0x11, 0x00, 0x00, 0x03, 0x00,
+        0x01, 0x00, 0x00, 0x03, 0x00, 0x32, 0x0f, 0x16, 0x2e, 0x48,
+    ];
+    let hub = Hub::new(HubConfig::default());
+    let mut src = Src::new();
+    let mut publisher = hub.publish("s", SourceKind::Rtmp).unwrap();
+    let before = hub.stream_stats("s").unwrap();
+    assert_eq!((before.video_width, before.audio_sample_rate), (None, None));
+    assert!(before.uptime_ms.is_some());
+    let record = media::AvcDecoderConfig::from_parameter_sets(SPS, &[0x68, 0xcb, 0x83, 0xcb, 0x20])
+        .unwrap()
+        .to_bytes();
+    let body = media::avc_sequence_header(&mut src.w, &record).unwrap();
+    publisher
+        .push(Frame::from_tag_body(MediaKind::Video, 0, body).unwrap())
+        .unwrap();
+    publisher.push(src.aac_header(0)).unwrap();
+    publisher.count_ingest_drop();
+    let s = hub.stream_stats("s").unwrap();
+    assert_eq!((s.video_width, s.video_height), (Some(640), Some(360)));
+    assert_eq!(
+        (s.audio_sample_rate, s.audio_channels),
+        (Some(48000), Some(2))
+    );
+    assert_eq!(s.ingest_dropped, 1);
+    // A header that does not parse gives no size, and no error.
+    publisher.push(src.avc_header(40)).unwrap();
+    assert_eq!(hub.stream_stats("s").unwrap().video_width, None);
+    let _player = hub.play("s").unwrap();
+    drop(publisher);
+    let s = hub.stream_stats("s").unwrap();
+    assert_eq!(
+        (s.uptime_ms, s.video_width, s.audio_sample_rate),
+        (None, None, None)
+    );
+}

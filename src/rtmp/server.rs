@@ -592,6 +592,7 @@ impl Connection {
             Ok(m) => m,
             Err(e) => {
                 p.dropped += 1;
+                p.publisher.count_ingest_drop();
                 if kind == MediaKind::Video {
                     p.skip_video = true;
                 }
