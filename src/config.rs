@@ -22,6 +22,8 @@ pub struct Config {
     #[serde(default)]
     pub pages: PagesConfig,
     #[serde(default)]
+    pub http: HttpConfig,
+    #[serde(default)]
     pub hub: HubConfig,
     /// Looped files, each published as `live/<name>`.
     #[serde(default)]
@@ -55,6 +57,29 @@ impl Default for RtmpConfig {
             send_timeout_s: 20,
             write_delay_ms: 10,
             publish_key: None,
+        }
+    }
+}
+
+/// The HTTP API, metrics and health check (`src/http/`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Whether to serve HTTP at all (default: true).
+    pub enabled: bool,
+    /// Default 127.0.0.1:8080. A non-loopback address needs `token`.
+    pub listen: SocketAddr,
+    /// When set, `/api/...` and `/metrics` need `Authorization: Bearer <token>`; `/healthz`
+    /// stays open.
+    pub token: Option<String>,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            token: None,
         }
     }
 }
@@ -177,6 +202,17 @@ impl Config {
                 r.write_delay_ms
             ));
         }
+        let h = &self.http;
+        if h.token.as_deref().is_some_and(|t| t.trim().is_empty()) {
+            return Err("[http] token is empty: set a token or remove the key".into());
+        }
+        if h.enabled && h.token.is_none() && !h.listen.ip().is_loopback() {
+            return Err(format!(
+                "[http] listen = \"{}\" is not a loopback address and no token is set: the API \
+                 would be open to the network; set [http] token, or listen on 127.0.0.1",
+                h.listen
+            ));
+        }
         let p = &self.hub.player;
         if p.soft_bytes > p.hard_bytes {
             return Err(format!(
@@ -206,6 +242,7 @@ mod tests {
         let expected = Config {
             rtmp: RtmpConfig::default(),
             pages: PagesConfig::default(),
+            http: HttpConfig::default(),
             hub: HubConfig::default(),
             file: vec![FileConfig {
                 name: "demo".into(),
@@ -230,6 +267,19 @@ mod tests {
         assert!(err.contains("lisen"), "{err}");
         assert!(err.contains("line 3"), "{err}");
         assert!(err.contains("t.toml"), "{err}");
+    }
+
+    #[test]
+    fn http_on_a_network_address_needs_a_token() {
+        let err = Config::parse("[http]\nlisten = \"0.0.0.0:8080\"\n", "t")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("[http]") && err.contains("token"), "{err}");
+        let c = Config::parse("[http]\nlisten = \"0.0.0.0:8080\"\ntoken = \"s3\"\n", "t").unwrap();
+        assert_eq!(c.http.token.as_deref(), Some("s3"));
+        Config::parse("[http]\nlisten = \"0.0.0.0:8080\"\nenabled = false\n", "t").unwrap();
+        Config::parse("[http]\nlisten = \"[::1]:0\"\n", "t").unwrap();
+        assert!(Config::parse("[http]\ntoken = \" \"\n", "t").is_err());
     }
 
     #[test]

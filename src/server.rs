@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::config::{Config, FileConfig};
+use crate::http::{self, StatusBoard};
 use crate::hub::{Hub, SourceKind};
 use crate::pages::PagePool;
 use crate::rtmp::server::{self as rtmp_server, Context, Counters};
@@ -27,6 +28,11 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("cannot listen for HTTP on {addr}: {source}")]
+    HttpListen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("file source {name:?}: {source}")]
     File { name: String, source: SourceError },
 }
@@ -34,7 +40,11 @@ pub enum StartError {
 /// A server that is listening: its address, and the task that runs it to the end.
 pub struct Started {
     pub rtmp_addr: SocketAddr,
+    /// `None` when `[http] enabled = false`.
+    pub http_addr: Option<SocketAddr>,
     pub context: Arc<Context>,
+    /// Where cameras and transcoders report their state for the HTTP API.
+    pub status: StatusBoard,
     pub task: tokio::task::JoinHandle<()>,
 }
 
@@ -64,6 +74,28 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Starte
         counters: Counters::default(),
     });
     info!(addr = %rtmp_addr, "RTMP listening");
+    let status = StatusBoard::default();
+    let http = match config.http.enabled {
+        false => None,
+        true => {
+            let addr = config.http.listen;
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|source| StartError::HttpListen { addr, source })?;
+            let http_addr = listener
+                .local_addr()
+                .map_err(|source| StartError::HttpListen { addr, source })?;
+            info!(addr = %http_addr, auth = config.http.token.is_some(), "HTTP listening");
+            let api = http::Api::new(context.clone(), status.clone(), config.http.token.clone());
+            Some((http_addr, http::serve(listener, api, shutdown.clone())))
+        }
+    };
+    let http_addr = http.as_ref().map(|(addr, _)| *addr);
+    let serve_http = async move {
+        if let Some((_, serve)) = http {
+            serve.await;
+        }
+    };
     let mut sources = tokio::task::JoinSet::new();
     for (name, bytes) in files {
         info!(stream = %name, url = %format!("rtmp://{rtmp_addr}/{}/{name}", rtmp_server::APP), "file source");
@@ -81,7 +113,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Starte
         let stop_sources = async {
             shutdown.cancelled().await;
         };
-        tokio::join!(serve, stop_sources);
+        tokio::join!(serve, stop_sources, serve_http);
         // Connections are closed: end the sources and what is left of the streams.
         hub.shutdown();
         let _ = tokio::time::timeout(DRAIN, async {
@@ -98,7 +130,9 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Starte
     });
     Ok(Started {
         rtmp_addr,
+        http_addr,
         context,
+        status,
         task,
     })
 }

@@ -1,0 +1,92 @@
+//! What sources the hub does not know about report for the API: cameras (their connection
+//! state) and transcoders (their queues). Plain data behind one lock, written by the sources'
+//! supervisors when their state changes and read by the API per request; nothing here is on a
+//! media path.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// A camera's connection state, as its supervisor reports it (`camera` in `/api/streams`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CameraStatus {
+    /// The camera's URL with any credentials removed, if the supervisor gives one.
+    pub url: Option<String>,
+    /// True while an RTSP session is up and delivering frames.
+    pub connected: bool,
+    /// Why the last session failed or could not start; kept after a reconnect succeeds.
+    pub last_error: Option<String>,
+    /// Sessions started after the first one.
+    pub reconnects: u64,
+}
+
+/// One transcoder working for a stream (`transcoders` in `/api/streams`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct TranscoderStatus {
+    /// What it makes, e.g. `"aac"` (audio) or `"360p"` (a rendition).
+    pub name: String,
+    /// Input and output codecs, e.g. `"speex"` → `"aac"`.
+    pub input: String,
+    pub output: String,
+    /// The stream its output is published as (the same stream for audio transcoding).
+    pub output_stream: Option<String>,
+    /// Frames waiting in its bounded input queue, and their payload bytes.
+    pub queue_frames: usize,
+    pub queue_bytes: usize,
+    /// Frames it dropped because it fell behind (it then resumes at a keyframe).
+    pub dropped_frames: u64,
+}
+
+/// Where cameras and transcoders report their state, by stream name. Cheap to clone; all
+/// clones are the same board.
+#[derive(Debug, Clone, Default)]
+pub struct StatusBoard {
+    inner: Arc<Mutex<Board>>,
+}
+
+#[derive(Debug, Default)]
+struct Board {
+    cameras: BTreeMap<String, CameraStatus>,
+    transcoders: BTreeMap<String, Vec<TranscoderStatus>>,
+}
+
+impl StatusBoard {
+    fn lock(&self) -> MutexGuard<'_, Board> {
+        // Every update is a plain assignment: the data is consistent even after a panic.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Changes (creating it if needed) the status of the camera that publishes `stream`.
+    pub fn update_camera(&self, stream: &str, f: impl FnOnce(&mut CameraStatus)) {
+        f(self.lock().cameras.entry(stream.to_owned()).or_default());
+    }
+
+    /// Forgets a camera (it was removed from the configuration).
+    pub fn remove_camera(&self, stream: &str) {
+        self.lock().cameras.remove(stream);
+    }
+
+    /// Replaces the list of transcoders working for `stream` (empty: none).
+    pub fn set_transcoders(&self, stream: &str, transcoders: Vec<TranscoderStatus>) {
+        let mut board = self.lock();
+        if transcoders.is_empty() {
+            board.transcoders.remove(stream);
+        } else {
+            board.transcoders.insert(stream.to_owned(), transcoders);
+        }
+    }
+
+    pub fn camera(&self, stream: &str) -> Option<CameraStatus> {
+        self.lock().cameras.get(stream).cloned()
+    }
+
+    /// Every camera and every stream's transcoders, by stream name.
+    pub(crate) fn snapshot(
+        &self,
+    ) -> (
+        BTreeMap<String, CameraStatus>,
+        BTreeMap<String, Vec<TranscoderStatus>>,
+    ) {
+        let board = self.lock();
+        (board.cameras.clone(), board.transcoders.clone())
+    }
+}
