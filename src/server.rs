@@ -28,11 +28,6 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("cannot listen for HTTP on {addr}: {source}")]
-    HttpListen {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
     #[error("file source {name:?}: {source}")]
     File { name: String, source: SourceError },
 }
@@ -40,7 +35,7 @@ pub enum StartError {
 /// A server that is listening: its address, and the task that runs it to the end.
 pub struct Started {
     pub rtmp_addr: SocketAddr,
-    /// `None` when `[http] enabled = false`.
+    /// `None` when `[http] enabled = false`, or when its address could not be bound.
     pub http_addr: Option<SocketAddr>,
     pub context: Arc<Context>,
     /// Where cameras and transcoders report their state for the HTTP API.
@@ -75,21 +70,23 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Starte
     });
     info!(addr = %rtmp_addr, "RTMP listening");
     let status = StatusBoard::default();
-    let http = match config.http.enabled {
+    // The API is secondary to the video: a busy HTTP port (a second instance on the default
+    // 8080, say) is a loud error, not a reason to serve no video.
+    let http_listener = match config.http.enabled {
         false => None,
-        true => {
-            let addr = config.http.listen;
-            let listener = TcpListener::bind(addr)
-                .await
-                .map_err(|source| StartError::HttpListen { addr, source })?;
-            let http_addr = listener
-                .local_addr()
-                .map_err(|source| StartError::HttpListen { addr, source })?;
-            info!(addr = %http_addr, auth = config.http.token.is_some(), "HTTP listening");
-            let api = http::Api::new(context.clone(), status.clone(), config.http.token.clone());
-            Some((http_addr, http::serve(listener, api, shutdown.clone())))
-        }
+        true => match bind(config.http.listen).await {
+            Ok(pair) => Some(pair),
+            Err(e) => {
+                error!(addr = %config.http.listen, error = %e, "cannot listen for HTTP; running without the API and metrics");
+                None
+            }
+        },
     };
+    let http = http_listener.map(|(listener, http_addr)| {
+        info!(addr = %http_addr, auth = config.http.token.is_some(), "HTTP listening");
+        let api = http::Api::new(context.clone(), status.clone(), config.http.token.clone());
+        (http_addr, http::serve(listener, api, shutdown.clone()))
+    });
     let http_addr = http.as_ref().map(|(addr, _)| *addr);
     let serve_http = async move {
         if let Some((_, serve)) = http {
@@ -135,6 +132,12 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Starte
         status,
         task,
     })
+}
+
+async fn bind(addr: SocketAddr) -> std::io::Result<(TcpListener, SocketAddr)> {
+    let listener = TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    Ok((listener, local))
 }
 
 fn load_file(f: &FileConfig) -> Result<Bytes, StartError> {

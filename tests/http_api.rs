@@ -731,3 +731,57 @@ fn an_open_api_on_a_network_address_is_refused_at_start() {
     assert!(!status.success());
     assert!(err.contains("[http]") && err.contains("token"), "{err}");
 }
+
+#[test]
+fn a_busy_http_port_leaves_the_video_running() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port();
+    let dir = TempDir::new();
+    let config = dir.0.join("moment.toml");
+    std::fs::write(
+        &config,
+        format!("[rtmp]\nlisten = \"127.0.0.1:0\"\n[http]\nlisten = \"127.0.0.1:{port}\"\n"),
+    )
+    .unwrap();
+    let mut proc = Proc::spawn(
+        Command::new(env!("CARGO_BIN_EXE_moment"))
+            .arg("--config")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped()),
+    );
+    let stderr = proc.child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let (mut rtmp, mut http_error, mut started) = (None, false, false);
+    let until = Instant::now() + Duration::from_secs(20);
+    while !(rtmp.is_some() && http_error && started) {
+        let left = until.saturating_duration_since(Instant::now());
+        let line = rx
+            .recv_timeout(left)
+            .expect("the server logs RTMP, the HTTP error, and its start");
+        rtmp = rtmp.or(log_addr(&line, "RTMP listening"));
+        http_error |= line.contains("ERROR") && line.contains("cannot listen for HTTP");
+        started |= line.contains("moment started");
+        assert!(!line.contains("HTTP listening"), "{line}");
+    }
+    // The RTMP side answers (the handshake's first bytes come back).
+    let mut s = TcpStream::connect(rtmp.unwrap()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut c0c1 = vec![3u8];
+    c0c1.extend(std::iter::repeat_n(0u8, 1536));
+    s.write_all(&c0c1).unwrap();
+    let mut s0 = [0u8; 1];
+    s.read_exact(&mut s0).unwrap();
+    assert_eq!(s0[0], 3);
+    assert!(
+        proc.child.try_wait().unwrap().is_none(),
+        "the server is running"
+    );
+    drop(busy);
+}
