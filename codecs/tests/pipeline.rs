@@ -166,7 +166,7 @@ fn check_tone(run: &Run, output: OutputConfig, input_secs: f64, what: &str) {
     let peak = pcm.iter().map(|s| s.unsigned_abs()).max().unwrap();
     assert!(peak > 1000, "{what}: peak {peak}");
     // Timestamps: non-decreasing, 1024 samples apart.
-    let step = 1024_000.0 / f64::from(output.sample_rate);
+    let step = 1_024_000.0 / f64::from(output.sample_rate);
     for w in run.frames.windows(2) {
         let d = w[1].timestamp_ms as f64 - w[0].timestamp_ms as f64;
         assert!(d == 0.0 || (d - step).abs() <= 1.0, "{what}: step {d}");
