@@ -2,5 +2,25 @@
 //! API (`push(input) -> outputs`) with bounded internal buffers.
 //!
 //! What lives here: decoders, encoders and resamplers, and nothing that does I/O, spawns tasks
-//! or logs — the server decides threads, queues and what to print. Modules arrive with the
-//! issues that need them (Speex/G.711 → AAC, H.264 renditions).
+//! or logs — the server decides threads, queues and what to print. (One exception it cannot
+//! switch off: libspeex prints a notice to stderr on a corrupt frame; see [`speex`].)
+//!
+//! - [`g711`]: A-law / µ-law → PCM (pure Rust tables).
+//! - [`speex`]: Speex → PCM (libspeex via `speex-safe`; not `Send`).
+//! - [`resample`]: PCM rate conversion (`speexdsp-resampler`, pure Rust).
+//! - [`aac`]: PCM → raw AAC-LC + AudioSpecificConfig (libfdk-aac via `fdk-aac`).
+//! - [`transcode`]: [`AudioTranscoder`], the pipeline the server uses for Speex/G.711 → AAC.
+//!
+//! This crate contains no `unsafe` code of its own.
+#![forbid(unsafe_code)]
+
+pub mod aac;
+pub mod g711;
+pub mod resample;
+pub mod speex;
+pub mod transcode;
+
+pub use transcode::{
+    AacFrame, AudioTranscoder, InputCodec, InputFormat, OutputConfig, TranscodeError,
+    TranscoderStats,
+};
