@@ -29,12 +29,16 @@ pub enum StartError {
     },
     #[error("file source {name:?}: {source}")]
     File { name: String, source: SourceError },
+    #[error("{0}")]
+    Camera(String),
 }
 
 /// A server that is listening: its address, and the task that runs it to the end.
 pub struct Started {
     pub rtmp_addr: SocketAddr,
     pub context: Arc<Context>,
+    /// Each `[[camera]]`'s live status (for the HTTP API).
+    pub cameras: crate::rtsp::Cameras,
     pub task: tokio::task::JoinHandle<()>,
 }
 
@@ -75,6 +79,15 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Starte
             config.pages.stream_budget_bytes,
         ));
     }
+    let cameras = crate::rtsp::spawn_cameras(
+        &config.camera,
+        &hub,
+        &pool,
+        config.pages.stream_budget_bytes,
+        &shutdown,
+        &mut sources,
+    )
+    .map_err(StartError::Camera)?;
     let ctx = context.clone();
     let task = tokio::spawn(async move {
         let serve = rtmp_server::serve(listener, ctx, shutdown.clone(), DRAIN);
@@ -99,6 +112,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Starte
     Ok(Started {
         rtmp_addr,
         context,
+        cameras,
         task,
     })
 }
