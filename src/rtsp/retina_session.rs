@@ -84,7 +84,7 @@ impl Opener for RetinaOpener {
         let open = |stage: &'static str| {
             move |e: retina::Error| RtspError::Open {
                 stage,
-                message: e.to_string(),
+                message: one_line(&e),
             }
         };
         let options = SessionOptions::default()
@@ -189,6 +189,14 @@ impl Opener for RetinaOpener {
     }
 }
 
+/// retina's errors span lines (connection and message context); logs want one line.
+fn one_line(e: &retina::Error) -> String {
+    e.to_string()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn elapsed_ms(t: retina::Timestamp) -> i64 {
     let rate = i64::from(t.clock_rate().get());
     t.elapsed().saturating_mul(1000) / rate
@@ -203,7 +211,7 @@ impl CameraSession for RetinaSession {
         loop {
             let item = match self.demuxed.next().await {
                 None => return Ok(None),
-                Some(Err(e)) => return Err(RtspError::Session(e.to_string())),
+                Some(Err(e)) => return Err(RtspError::Session(one_line(&e))),
                 Some(Ok(item)) => item,
             };
             match item {
