@@ -28,6 +28,9 @@ pub struct Config {
     /// Looped files, each published as `live/<name>`.
     #[serde(default)]
     pub file: Vec<FileConfig>,
+    /// RTSP cameras, each published as `live/<name>` (see [`crate::rtsp`]).
+    #[serde(default)]
+    pub camera: Vec<crate::rtsp::CameraConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -229,6 +232,15 @@ impl Config {
                 return Err(format!("[[file]] name = {:?} appears twice", f.name));
             }
         }
+        for c in &self.camera {
+            c.validate()?;
+            if !names.insert(&c.name) {
+                return Err(format!(
+                    "[[camera]] name = {:?} is already a stream name",
+                    c.name
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -248,6 +260,7 @@ mod tests {
                 name: "demo".into(),
                 path: None,
             }],
+            camera: Vec::new(),
         };
         assert_eq!(Config::embedded(), expected);
     }
@@ -280,6 +293,52 @@ mod tests {
         Config::parse("[http]\nlisten = \"0.0.0.0:8080\"\nenabled = false\n", "t").unwrap();
         Config::parse("[http]\nlisten = \"[::1]:0\"\n", "t").unwrap();
         assert!(Config::parse("[http]\ntoken = \" \"\n", "t").is_err());
+    }
+
+    #[test]
+    fn camera_sections_take_defaults_and_check_values() {
+        let c = Config::parse(
+            "[[camera]]\nname = \"door\"\nurl = \"rtsp://u:p@192.0.2.10:554/stream1\"\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(
+            c.camera,
+            vec![crate::rtsp::CameraConfig::new(
+                "door",
+                "rtsp://u:p@192.0.2.10:554/stream1"
+            )]
+        );
+        assert_eq!(c.camera[0].redacted_url(), "rtsp://192.0.2.10:554/stream1");
+        let c = Config::parse(
+            "[[camera]]\nname = \"a\"\nurl = \"rtsp://h/x\"\ntransport = \"udp\"\non_demand = true\nlinger_s = 2\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(c.camera[0].transport, crate::rtsp::RtpTransport::Udp);
+        assert!(c.camera[0].on_demand);
+        for (bad, key) in [
+            ("transport = \"sctp\"", "transport"),
+            ("url = \"http://h/x\"", "rtsp://"),
+            ("stall_timeout_s = -1", "stall_timeout_s"),
+            ("backoff_min_s = 40", "backoff_min_s"),
+            ("colour = 1", "colour"),
+        ] {
+            let text = if bad.starts_with("url") {
+                format!("[[camera]]\nname = \"a\"\n{bad}\n")
+            } else {
+                format!("[[camera]]\nname = \"a\"\nurl = \"rtsp://h/x\"\n{bad}\n")
+            };
+            let err = Config::parse(&text, "t").unwrap_err().to_string();
+            assert!(err.contains(key), "{bad}: {err}");
+        }
+        let err = Config::parse(
+            "[[file]]\nname = \"a\"\n[[camera]]\nname = \"a\"\nurl = \"rtsp://h/x\"\n",
+            "t",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("already"), "{err}");
     }
 
     #[test]

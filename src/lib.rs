@@ -7,5 +7,6 @@ pub mod hub;
 pub mod media;
 pub mod pages;
 pub mod rtmp;
+pub mod rtsp;
 pub mod server;
 pub mod source;

@@ -30,6 +30,8 @@ pub enum StartError {
     },
     #[error("file source {name:?}: {source}")]
     File { name: String, source: SourceError },
+    #[error("{0}")]
+    Camera(String),
 }
 
 /// A server that is listening: its address, and the task that runs it to the end.
@@ -40,6 +42,8 @@ pub struct Started {
     pub context: Arc<Context>,
     /// Where cameras and transcoders report their state for the HTTP API.
     pub status: StatusBoard,
+    /// Each `[[camera]]`'s live status (for the HTTP API).
+    pub cameras: crate::rtsp::Cameras,
     pub task: tokio::task::JoinHandle<()>,
 }
 
@@ -104,6 +108,15 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Starte
             config.pages.stream_budget_bytes,
         ));
     }
+    let cameras = crate::rtsp::spawn_cameras(
+        &config.camera,
+        &hub,
+        &pool,
+        config.pages.stream_budget_bytes,
+        &shutdown,
+        &mut sources,
+    )
+    .map_err(StartError::Camera)?;
     let ctx = context.clone();
     let task = tokio::spawn(async move {
         let serve = rtmp_server::serve(listener, ctx, shutdown.clone(), DRAIN);
@@ -130,6 +143,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Starte
         http_addr,
         context,
         status,
+        cameras,
         task,
     })
 }

@@ -122,6 +122,8 @@ pub(crate) struct HubInner {
     next_id: AtomicU64,
     /// Set once by `shutdown`; read under the stream map lock, so Relaxed suffices.
     shut_down: AtomicBool,
+    /// Bumped whenever a player joins or leaves any stream (see [`Hub::players_changed`]).
+    players_changed: tokio::sync::watch::Sender<u64>,
 }
 
 pub(crate) struct Stream {
@@ -198,6 +200,7 @@ impl Hub {
                 streams: Mutex::new(HashMap::new()),
                 next_id: AtomicU64::new(1),
                 shut_down: AtomicBool::new(false),
+                players_changed: tokio::sync::watch::Sender::new(0),
             }),
         }
     }
@@ -289,6 +292,8 @@ impl Hub {
         st.players.push(shared.clone());
         tracing::info!(stream = %name, player = %id, publishing = st.publisher.is_some(), "player subscribed");
         drop(st);
+        drop(streams);
+        self.inner.bump_players();
         Ok(PlayerSubscription {
             hub: self.inner.clone(),
             stream,
@@ -311,7 +316,25 @@ impl Hub {
         st.players_kicked += 1;
         p.notify.notify_one();
         tracing::info!(stream = %name, player = %id, "player kicked by request");
+        drop(st);
+        self.inner.bump_players();
         true
+    }
+
+    /// Players currently subscribed to `name` (0 if the stream does not exist).
+    pub fn player_count(&self, name: &str) -> usize {
+        let Some(stream) = lock(&self.inner.streams).get(name).cloned() else {
+            return 0;
+        };
+        let n = lock(&stream.state).players.len();
+        n
+    }
+
+    /// A receiver that changes whenever a player joins or leaves any stream; pair it with
+    /// [`player_count`](Self::player_count) to learn whether a stream is watched (on-demand
+    /// sources). The value is a change counter, meaningless in itself.
+    pub fn players_changed(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.players_changed.subscribe()
     }
 
     /// Statistics of one stream.
@@ -354,6 +377,10 @@ impl Hub {
 }
 
 impl HubInner {
+    fn bump_players(&self) {
+        self.players_changed.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
     fn new_stream(&self, name: &str) -> Arc<Stream> {
         Arc::new(Stream {
             name: name.to_owned(),
@@ -398,6 +425,9 @@ impl HubInner {
         let mut st = lock(&stream.state);
         st.players.retain(|p| p.id != id);
         Self::forget_if_idle(&mut streams, stream, &st);
+        drop(st);
+        drop(streams);
+        self.bump_players();
     }
 
     fn unpublish(&self, stream: &Arc<Stream>, id: u64) {
@@ -506,6 +536,13 @@ impl PublisherHandle {
     /// stream's statistics.
     pub fn count_ingest_drop(&mut self) {
         lock(&self.stream.state).ingest_dropped += 1;
+    }
+
+    /// The source lost its input and will resume later on the same handle (an RTSP camera
+    /// reconnecting): the saved GOP is forgotten so that players arriving meanwhile do not
+    /// start on stale frames; they wait for the next keyframe. Headers stay until replaced.
+    pub fn discontinuity(&mut self) {
+        lock(&self.stream.state).saver.clear();
     }
 }
 

@@ -1,0 +1,102 @@
+//! RTSP cameras pulled by the server (`[[camera]]` in the config), each published as
+//! `live/<name>` by a supervisor that reconnects forever with capped exponential backoff.
+//!
+//! - [`config`]: the `[[camera]]` keys.
+//! - [`ingest`]: the sans-IO core, session units in, FLV-body [`Frame`](crate::media::Frame)s
+//!   out, one timeline across sessions.
+//! - [`backoff`]: reconnect delays (pure arithmetic).
+//! - [`supervisor`]: the per-camera loop over the [`Opener`] and [`CameraSession`] traits,
+//!   stall and keyframe timeouts, on-demand connect/linger, [`CameraStatus`].
+//! - [`retina_session`]: the only module that touches sockets: the [`Opener`] over retina.
+//!
+//! Not here: RTSP serving (players use RTMP), audio transcoding (G.711 is left out with a log
+//! line, see [`AudioHandling`]; the transcoder hooks in there).
+
+pub mod backoff;
+pub mod config;
+pub mod ingest;
+pub mod retina_session;
+pub mod supervisor;
+
+pub use backoff::Backoff;
+pub use config::{CameraConfig, RtpTransport};
+pub use ingest::{AudioHandling, Ingest, IngestError, IngestStats, SessionInfo, Unit};
+pub use retina_session::RetinaOpener;
+pub use supervisor::{
+    Camera, CameraSession, CameraState, CameraStatus, Opener, RtspError, SharedStatus,
+};
+
+use std::sync::{Arc, Mutex};
+
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::hub::Hub;
+use crate::pages::PagePool;
+
+/// The status of every configured camera, for the HTTP API. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct Cameras {
+    list: Arc<Vec<SharedStatus>>,
+}
+
+impl Cameras {
+    /// A snapshot of each camera's status, in config order.
+    pub fn statuses(&self) -> Vec<CameraStatus> {
+        self.list
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).clone())
+            .collect()
+    }
+
+    /// One camera's status.
+    pub fn status(&self, name: &str) -> Option<CameraStatus> {
+        self.statuses().into_iter().find(|s| s.name == name)
+    }
+}
+
+impl std::fmt::Debug for Cameras {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cameras")
+            .field("count", &self.list.len())
+            .finish()
+    }
+}
+
+/// Spawns one supervisor per camera into `tasks`; they end when `shutdown` is cancelled
+/// (with a TEARDOWN) or the hub shuts down.
+pub fn spawn_cameras(
+    configs: &[CameraConfig],
+    hub: &Hub,
+    pool: &PagePool,
+    stream_budget_bytes: u64,
+    shutdown: &CancellationToken,
+    tasks: &mut JoinSet<()>,
+) -> Result<Cameras, String> {
+    let mut list = Vec::with_capacity(configs.len());
+    for (i, config) in configs.iter().enumerate() {
+        let opener =
+            RetinaOpener::new(config).map_err(|e| format!("camera {:?}: {e}", config.name))?;
+        let status = Arc::new(Mutex::new(CameraStatus::new(config)));
+        list.push(status.clone());
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
+            ^ ((i as u64) << 32);
+        let camera = Camera {
+            config: config.clone(),
+            opener,
+            hub: hub.clone(),
+            writer: pool.writer(&config.name, stream_budget_bytes),
+            status,
+            seed,
+        };
+        tasks.spawn(camera.run(shutdown.clone()));
+    }
+    Ok(Cameras {
+        list: Arc::new(list),
+    })
+}
+
+#[cfg(test)]
+mod tests;
