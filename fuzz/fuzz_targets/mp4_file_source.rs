@@ -14,6 +14,15 @@
 //!   for video and AAC for audio;
 //! - after an error other than a page-budget one, the caller stops (as `FileSource::run`
 //!   does), so the loop does too.
+//!
+//! Known bugs, filtered out so the fuzzer can look for others (see `regressions/` and
+//! `README.md`); set `MOMENT_FUZZ_MP4_KNOWN_BUGS=1` to let them through (reproduce the hang
+//! with `-timeout=5`), `MOMENT_FUZZ_DEBUG=1` to print why `from_bytes` refused an input:
+//! - the `mp4` crate (0.14) loops forever on a zero-size box inside any container it walks
+//!   (moov, trak, ...; only the top level checks for size 0);
+//! - `mp4`'s `read_sample` allocates the sample size from `stsz` before reading, and
+//!   `FileSource::from_bytes` reads every sample to build its timeline: one 4-byte `stsz`
+//!   entry of 0xFFFFFFF0 in a 1 KB file allocates 4 GiB.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -21,9 +30,85 @@ use moment::media::{classify, Codec, MediaKind};
 use moment::pages::{PagePool, PoolConfig};
 use moment::source::{FileSource, SourceError};
 
+/// Boxes whose children `mp4` 0.14 reads in a `while current < end` loop that a zero-size
+/// child never advances.
+const CONTAINERS: [&[u8; 4]; 12] = [
+    b"moov", b"trak", b"mdia", b"minf", b"stbl", b"dinf", b"udta", b"mvex", b"moof", b"traf",
+    b"meta", b"ilst",
+];
+
+/// Which known `mp4` bug the boxes in `data` (recursively, through the containers `mp4`
+/// walks) would hit, if any. `file_len` bounds sample sizes.
+fn known_mp4_bug(
+    data: &[u8],
+    file_len: usize,
+    in_container: bool,
+    in_ilst: bool,
+) -> Option<&'static str> {
+    let mut pos = 0usize;
+    while data.len() - pos >= 8 {
+        let b = &data[pos..];
+        let mut size = u64::from(u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+        let typ: [u8; 4] = b[4..8].try_into().unwrap();
+        let mut hdr = 8;
+        if size == 1 {
+            let l = b.get(8..16)?;
+            size = u64::from_be_bytes(l.try_into().unwrap());
+            hdr = 16;
+        }
+        if size == 0 {
+            return in_container.then_some("zero-size box in a container");
+        }
+        if size < hdr {
+            return None; // mp4 errors or moves on
+        }
+        let end = usize::try_from(size).map_or(b.len(), |s| s.min(b.len()));
+        let body = &b[hdr as usize..end.max(hdr as usize).min(b.len())];
+        if &typ == b"stsz" {
+            // version/flags, sample_size, sample_count, then sizes if sample_size is 0.
+            let big = |w: &[u8]| u32::from_be_bytes(w.try_into().unwrap()) as usize > file_len;
+            if body.get(4..8).is_some_and(big)
+                || body.get(12..).is_some_and(|e| e.chunks_exact(4).any(big))
+            {
+                return Some("stsz sample larger than the file");
+            }
+        }
+        if CONTAINERS.contains(&&typ) || in_ilst {
+            // meta: as mp4 reads it, version/flags 0 then children, or children at once if
+            // the box starts with an hdlr box (QuickTime).
+            let children = match (&typ, body.get(..4), body.get(4..8)) {
+                (b"meta", Some([0, 0, 0, 0]), _) => &body[4..],
+                (b"meta", Some(_), Some(b"hdlr")) => body,
+                (b"meta", _, _) => &[][..],
+                _ => body,
+            };
+            if let Some(bug) = known_mp4_bug(children, file_len, true, &typ == b"ilst") {
+                return Some(bug);
+            }
+        }
+        pos += end;
+    }
+    None
+}
+
 fuzz_target!(|data: &[u8]| {
-    let Ok(mut src) = FileSource::from_bytes("fuzz", data.to_vec()) else {
-        return;
+    let debug = std::env::var_os("MOMENT_FUZZ_DEBUG").is_some();
+    if let Some(bug) = known_mp4_bug(data, data.len(), false, false) {
+        if debug {
+            eprintln!("known mp4 bug: {bug}");
+        }
+        if std::env::var_os("MOMENT_FUZZ_MP4_KNOWN_BUGS").is_none() {
+            return;
+        }
+    }
+    let mut src = match FileSource::from_bytes("fuzz", data.to_vec()) {
+        Ok(src) => src,
+        Err(e) => {
+            if debug {
+                eprintln!("from_bytes: {e}");
+            }
+            return;
+        }
     };
     assert!(src.avc_config().is_some() || src.audio_config().is_some());
     let _ = src.metadata();
