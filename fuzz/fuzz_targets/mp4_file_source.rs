@@ -22,7 +22,9 @@
 //!   (moov, trak, ...; only the top level checks for size 0);
 //! - `mp4`'s `read_sample` allocates the sample size from `stsz` before reading, and
 //!   `FileSource::from_bytes` reads every sample to build its timeline: one 4-byte `stsz`
-//!   entry of 0xFFFFFFF0 in a 1 KB file allocates 4 GiB.
+//!   entry of 0xFFFFFFF0 in a 1 KB file allocates 4 GiB;
+//! - `mp4`'s `read_sample` unwraps `sample_time` (track.rs:553, marked `// XXX`), which fails
+//!   for a sample that `stts` gives no time to: a panic in `FileSource::from_bytes`.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -73,6 +75,9 @@ fn known_mp4_bug(
                 return Some("stsz sample larger than the file");
             }
         }
+        if &typ == b"stbl" && stts_samples(body) < stsz_samples(body) {
+            return Some("sample without an stts entry");
+        }
         if CONTAINERS.contains(&&typ) || in_ilst {
             // meta: as mp4 reads it, version/flags 0 then children, or children at once if
             // the box starts with an hdlr box (QuickTime).
@@ -89,6 +94,43 @@ fn known_mp4_bug(
         pos += end;
     }
     None
+}
+
+/// The body of the first direct child of type `typ` in `body`.
+fn child<'a>(body: &'a [u8], typ: &[u8; 4]) -> Option<&'a [u8]> {
+    let mut pos = 0usize;
+    while body.len() - pos >= 8 {
+        let b = &body[pos..];
+        let size = u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize;
+        if size < 8 {
+            return None;
+        }
+        if &b[4..8] == typ {
+            return Some(&b[8..size.min(b.len())]);
+        }
+        pos += size.min(b.len());
+    }
+    None
+}
+
+/// Samples the `stts` in a `stbl` body gives times to (0 if none).
+fn stts_samples(stbl: &[u8]) -> u64 {
+    let Some(stts) = child(stbl, b"stts") else {
+        return 0;
+    };
+    let Some(n) = stts.get(4..8) else { return 0 };
+    let n = u32::from_be_bytes(n.try_into().unwrap()) as usize;
+    let entries = stts.get(8..).unwrap_or_default().chunks_exact(8).take(n);
+    entries
+        .map(|e| u64::from(u32::from_be_bytes(e[..4].try_into().unwrap())))
+        .sum()
+}
+
+/// `sample_count` of the `stsz` in a `stbl` body (0 if none).
+fn stsz_samples(stbl: &[u8]) -> u64 {
+    child(stbl, b"stsz")
+        .and_then(|b| b.get(8..12))
+        .map_or(0, |n| u64::from(u32::from_be_bytes(n.try_into().unwrap())))
 }
 
 fuzz_target!(|data: &[u8]| {
