@@ -24,7 +24,9 @@
 //!   `FileSource::from_bytes` reads every sample to build its timeline: one 4-byte `stsz`
 //!   entry of 0xFFFFFFF0 in a 1 KB file allocates 4 GiB;
 //! - `mp4`'s `read_sample` unwraps `sample_time` (track.rs:553, marked `// XXX`), which fails
-//!   for a sample that `stts` gives no time to: a panic in `FileSource::from_bytes`.
+//!   for a sample that `stts` gives no time to: a panic in `FileSource::from_bytes`;
+//! - `mp4`'s `sample_offset` divides by an `stsc` entry's `samples_per_chunk` (track.rs:456):
+//!   0 is a divide-by-zero panic (in release builds too).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -77,6 +79,16 @@ fn known_mp4_bug(
         }
         if &typ == b"stbl" && stts_samples(body) < stsz_samples(body) {
             return Some("sample without an stts entry");
+        }
+        if &typ == b"stsc" {
+            // version/flags, entry_count, then (first_chunk, samples_per_chunk, index).
+            let n = body
+                .get(4..8)
+                .map_or(0, |n| u32::from_be_bytes(n.try_into().unwrap()));
+            let entries = body.get(8..).unwrap_or_default().chunks_exact(12);
+            if entries.take(n as usize).any(|e| e[4..8] == [0; 4]) {
+                return Some("stsc samples_per_chunk 0");
+            }
         }
         if CONTAINERS.contains(&&typ) || in_ilst {
             // meta: as mp4 reads it, version/flags 0 then children, or children at once if
