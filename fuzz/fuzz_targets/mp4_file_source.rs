@@ -26,7 +26,10 @@
 //! - `mp4`'s `read_sample` unwraps `sample_time` (track.rs:553, marked `// XXX`), which fails
 //!   for a sample that `stts` gives no time to: a panic in `FileSource::from_bytes`;
 //! - `mp4`'s `sample_offset` divides by an `stsc` entry's `samples_per_chunk` (track.rs:456):
-//!   0 is a divide-by-zero panic (in release builds too).
+//!   0 is a divide-by-zero panic (in release builds too);
+//! - `mp4`'s `Mp4Track::duration` divides by the `mdhd` timescale (track.rs:209), which
+//!   `FileSource::from_bytes` calls for the H.264 track (src/source/file.rs:189): timescale 0
+//!   is a divide-by-zero panic. (Here moment can check first: `track.timescale() == 0`.)
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -79,6 +82,13 @@ fn known_mp4_bug(
         }
         if &typ == b"stbl" && stts_samples(body) < stsz_samples(body) {
             return Some("sample without an stts entry");
+        }
+        if &typ == b"mdhd" {
+            // Version 0: 4-byte times; version 1: 8-byte. The timescale follows them.
+            let at = if body.first() == Some(&1) { 20 } else { 12 };
+            if body.get(at..at + 4) == Some(&[0; 4]) {
+                return Some("mdhd timescale 0");
+            }
         }
         if &typ == b"stsc" {
             // version/flags, entry_count, then (first_chunk, samples_per_chunk, index).
