@@ -44,36 +44,41 @@ const CONTAINERS: [&[u8; 4]; 12] = [
     b"meta", b"ilst",
 ];
 
-/// Which known `mp4` bug the boxes in `data` (recursively, through the containers `mp4`
-/// walks) would hit, if any. `file_len` bounds sample sizes.
+/// Which known `mp4` bug the boxes from `pos` to `end` of `file` would hit, if any. Walks
+/// like `mp4` does: while `pos < end` a header is read, even one that runs past `end`; then
+/// the position moves to the header start + size; containers are walked recursively.
 fn known_mp4_bug(
-    data: &[u8],
-    file_len: usize,
+    file: &[u8],
+    mut pos: usize,
+    end: usize,
     in_container: bool,
     in_ilst: bool,
 ) -> Option<&'static str> {
-    let mut pos = 0usize;
-    while data.len() - pos >= 8 {
-        let b = &data[pos..];
+    while pos < end {
+        let b = file.get(pos..pos + 8)?;
         let mut size = u64::from(u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
         let typ: [u8; 4] = b[4..8].try_into().unwrap();
         let mut hdr = 8;
         if size == 1 {
-            let l = b.get(8..16)?;
-            size = u64::from_be_bytes(l.try_into().unwrap());
+            let l = file.get(pos + 8..pos + 16)?;
+            size = match u64::from_be_bytes(l.try_into().unwrap()) {
+                0 => 0,
+                1..=15 => return None, // mp4: "64-bit box size too small"
+                l => l - 8,
+            };
             hdr = 16;
         }
         if size == 0 {
             return in_container.then_some("zero-size box in a container");
         }
-        if size < hdr {
-            return None; // mp4 errors or moves on
-        }
-        let end = usize::try_from(size).map_or(b.len(), |s| s.min(b.len()));
-        let body = &b[hdr as usize..end.max(hdr as usize).min(b.len())];
+        // mp4 takes the box start as 8 bytes before the end of the header.
+        let box_start = pos + hdr - 8;
+        let box_end = usize::try_from(size).ok()?.checked_add(box_start)?;
+        let body = &file
+            [(pos + hdr).min(file.len())..box_end.min(file.len()).max((pos + hdr).min(file.len()))];
         if &typ == b"stsz" {
             // version/flags, sample_size, sample_count, then sizes if sample_size is 0.
-            let big = |w: &[u8]| u32::from_be_bytes(w.try_into().unwrap()) as usize > file_len;
+            let big = |w: &[u8]| u32::from_be_bytes(w.try_into().unwrap()) as usize > file.len();
             if body.get(4..8).is_some_and(big)
                 || body.get(12..).is_some_and(|e| e.chunks_exact(4).any(big))
             {
@@ -104,16 +109,18 @@ fn known_mp4_bug(
             // meta: as mp4 reads it, version/flags 0 then children, or children at once if
             // the box starts with an hdlr box (QuickTime).
             let children = match (&typ, body.get(..4), body.get(4..8)) {
-                (b"meta", Some([0, 0, 0, 0]), _) => &body[4..],
-                (b"meta", Some(_), Some(b"hdlr")) => body,
-                (b"meta", _, _) => &[][..],
-                _ => body,
+                (b"meta", Some([0, 0, 0, 0]), _) => Some(pos + hdr + 4),
+                (b"meta", Some(_), Some(b"hdlr")) => Some(pos + hdr),
+                (b"meta", _, _) => None,
+                _ => Some(pos + hdr),
             };
-            if let Some(bug) = known_mp4_bug(children, file_len, true, &typ == b"ilst") {
-                return Some(bug);
+            if let Some(start) = children {
+                if let Some(bug) = known_mp4_bug(file, start, box_end, true, &typ == b"ilst") {
+                    return Some(bug);
+                }
             }
         }
-        pos += end;
+        pos = box_end;
     }
     None
 }
@@ -157,7 +164,7 @@ fn stsz_samples(stbl: &[u8]) -> u64 {
 
 fuzz_target!(|data: &[u8]| {
     let debug = std::env::var_os("MOMENT_FUZZ_DEBUG").is_some();
-    if let Some(bug) = known_mp4_bug(data, data.len(), false, false) {
+    if let Some(bug) = known_mp4_bug(data, 0, data.len(), false, false) {
         if debug {
             eprintln!("known mp4 bug: {bug}");
         }
