@@ -30,6 +30,9 @@
 //! - `mp4`'s `Mp4Track::duration` divides by the `mdhd` timescale (track.rs:209), which
 //!   `FileSource::from_bytes` calls for the H.264 track (src/source/file.rs:189): timescale 0
 //!   is a divide-by-zero panic. (Here moment can check first: `track.timescale() == 0`.)
+//! - `mp4`'s `MetaBox::read_box` allocates `size - 8` bytes for each child of a `meta` whose
+//!   handler is not `mdir`, before reading: a 4-byte size field allocates up to 4 GiB (and
+//!   a size below 8 underflows).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -114,6 +117,11 @@ fn known_mp4_bug(
                 (b"meta", _, _) => None,
                 _ => Some(pos + hdr),
             };
+            if let (b"meta", Some(start)) = (&typ, children) {
+                if meta_child_too_large(file, start, box_end) {
+                    return Some("meta child box larger than the file");
+                }
+            }
             if let Some(start) = children {
                 if let Some(bug) = known_mp4_bug(file, start, box_end, true, &typ == b"ilst") {
                     return Some(bug);
@@ -123,6 +131,25 @@ fn known_mp4_bug(
         pos = box_end;
     }
     None
+}
+
+/// Whether a child box of a `meta` (other than `hdlr`) declares a size beyond the file or
+/// below its header: `mp4` allocates `size - 8` bytes for it when the handler is not `mdir`.
+fn meta_child_too_large(file: &[u8], mut pos: usize, end: usize) -> bool {
+    while pos < end {
+        let Some(b) = file.get(pos..pos + 8) else {
+            return false;
+        };
+        let size = u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize;
+        if &b[4..8] != b"hdlr" && (size > file.len() || size < 8) {
+            return true;
+        }
+        if size == 0 {
+            return false;
+        }
+        pos += size;
+    }
+    false
 }
 
 /// The body of the first direct child of type `typ` in `body`.
