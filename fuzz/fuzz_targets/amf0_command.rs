@@ -13,7 +13,9 @@
 //! - an error is `is_protocol()`, `is_state()` or `is_limit()`, never `Output`/`Closed`, and
 //!   afterwards the session is closed and says so (`is_closed()`, `Err(Closed)` on more input);
 //! - the same events, outcome and output messages (AMF0 bodies compared as values) whether
-//!   the input arrives whole or split at a fuzzer-chosen byte;
+//!   the fuzzed message arrives whole or split at a fuzzer-chosen byte;
+//! - a publish/play requested before a failing message can no longer be accepted (a state
+//!   error on the closed session);
 //! - every `Metadata` event's payload starts with the AMF0 string "onMetaData";
 //! - everything the session writes after S0/S1/S2 is a sequence of complete RTMP chunks that
 //!   our `ChunkReader` reads back to the end, and every command we send is valid AMF0 that
@@ -27,9 +29,6 @@ use moment::rtmp::{
     SessionConfig, SessionEvent,
 };
 use rml_amf0::Amf0Value as V;
-
-/// Handshake: C0 + C1 + C2, and the server's S0 + S1 + S2 (S2 echoes C1).
-const HANDSHAKE_LEN: usize = 1 + 1536 + 1536;
 
 const NAMES: [&str; 14] = [
     "connect",
@@ -62,7 +61,8 @@ fn queue_command(w: &mut ChunkWriter, name: &str, txn: f64, args: Vec<V>, stream
 }
 
 /// The client's bytes: handshake, the commands that reach `state`, then `body` as one message.
-fn client_bytes(state: u8, type_id: u8, stream_id: u32, body: &[u8]) -> Vec<u8> {
+/// Returns the bytes and where the fuzzed message starts in them.
+fn client_bytes(state: u8, type_id: u8, stream_id: u32, body: &[u8]) -> (Vec<u8>, usize) {
     let mut w = ChunkWriter::new();
     w.queue_raw(&[3]);
     w.queue_raw(&[0; 1536 * 2]);
@@ -81,6 +81,7 @@ fn client_bytes(state: u8, type_id: u8, stream_id: u32, body: &[u8]) -> Vec<u8> 
             1,
         );
     }
+    let prefix_len = w.pending_bytes();
     let h = MessageHeader {
         csid: 3,
         timestamp: 0,
@@ -90,7 +91,10 @@ fn client_bytes(state: u8, type_id: u8, stream_id: u32, body: &[u8]) -> Vec<u8> 
     w.queue(h, Payload::Inline(body)).unwrap();
     let mut out = Vec::new();
     w.io_slices(&mut out);
-    out.iter().flat_map(|s| s.iter().copied()).collect()
+    (
+        out.iter().flat_map(|s| s.iter().copied()).collect(),
+        prefix_len,
+    )
 }
 
 struct Run {
@@ -109,10 +113,16 @@ fn run(parts: &[&[u8]]) -> Run {
         let r = s.handle_input(part);
         while let Some(e) = s.poll_event() {
             match &e {
+                // Events queued before a failing message are still delivered; accepting
+                // after the failure is a state error.
                 SessionEvent::PublishRequested { stream_id, .. } => {
-                    s.accept_publish(*stream_id).unwrap()
+                    let r = s.accept_publish(*stream_id);
+                    assert!(r.is_ok() || (s.is_closed() && r.unwrap_err().is_state()));
                 }
-                SessionEvent::PlayRequested { stream_id, .. } => s.accept_play(*stream_id).unwrap(),
+                SessionEvent::PlayRequested { stream_id, .. } => {
+                    let r = s.accept_play(*stream_id);
+                    assert!(r.is_ok() || (s.is_closed() && r.unwrap_err().is_state()));
+                }
                 SessionEvent::Metadata { payload } => {
                     assert!(is_on_metadata(payload), "metadata payload {payload:?}")
                 }
@@ -246,12 +256,14 @@ fuzz_target!(|data: &[u8]| {
     if body.len() > 0xFF_FFFF {
         return;
     }
-    let input = client_bytes(state, type_id, stream_id, &body);
+    let (input, prefix_len) = client_bytes(state, type_id, stream_id, &body);
+    let (prefix, msg) = input.split_at(prefix_len);
 
-    let whole = run(&[&input]);
-    // The split lands anywhere, usually in the fuzzed message.
-    let split = (HANDSHAKE_LEN + usize::from(u16::from_be_bytes([*s0, *s1]))) % (input.len() + 1);
-    let split = run(&[&input[..split], &input[split..]]);
+    // The prefix goes in alone (its publish/play is accepted before the fuzzed message), then
+    // the fuzzed message whole or split at a fuzzer-chosen byte.
+    let whole = run(&[prefix, msg]);
+    let cut = usize::from(u16::from_be_bytes([*s0, *s1])) % (msg.len() + 1);
+    let split = run(&[prefix, &msg[..cut], &msg[cut..]]);
     assert_eq!(whole.events, split.events);
     assert_eq!(whole.error, split.error);
     assert_eq!(read_output(&whole.output), read_output(&split.output));

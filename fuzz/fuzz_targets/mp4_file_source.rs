@@ -19,7 +19,8 @@
 //! `README.md`); set `MOMENT_FUZZ_MP4_KNOWN_BUGS=1` to let them through (reproduce the hang
 //! with `-timeout=5`), `MOMENT_FUZZ_DEBUG=1` to print why `from_bytes` refused an input:
 //! - the `mp4` crate (0.14) loops forever on a zero-size box inside any container it walks
-//!   (moov, trak, ...; only the top level checks for size 0);
+//!   (moov, trak, ...; only the top level checks for size 0), and up to 2^32 times on one in
+//!   a `dref` (its loop is bounded by the declared entry count);
 //! - `mp4`'s `read_sample` allocates the sample size from `stsz` before reading, and
 //!   `FileSource::from_bytes` reads every sample to build its timeline: one 4-byte `stsz`
 //!   entry of 0xFFFFFFF0 in a 1 KB file allocates 4 GiB;
@@ -90,6 +91,13 @@ fn known_mp4_bug(
         }
         if &typ == b"stbl" && stts_samples(body) < stsz_samples(body) {
             return Some("sample without an stts entry");
+        }
+        if &typ == b"dref" {
+            // version/flags, entry_count, then boxes: read entry_count times, a zero-size one
+            // without moving (up to 2^32 times).
+            if let Some(bug) = known_mp4_bug(file, pos + hdr + 8, box_end, true, false) {
+                return Some(bug);
+            }
         }
         if &typ == b"mdhd" {
             // Version 0: 4-byte times; version 1: 8-byte. The timescale follows them.
