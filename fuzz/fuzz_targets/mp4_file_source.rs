@@ -33,7 +33,9 @@
 //!   is a divide-by-zero panic. (Here moment can check first: `track.timescale() == 0`.)
 //! - `mp4`'s `MetaBox::read_box` allocates `size - 8` bytes for each child of a `meta` whose
 //!   handler is not `mdir`, before reading: a 4-byte size field allocates up to 4 GiB (and
-//!   a size below 8 underflows).
+//!   a size below 8 underflows);
+//! - `mp4`'s `HdlrBox::read_box` allocates its name as `size - 33` bytes from the box header
+//!   before reading (any `hdlr`: in `mdia` or `meta`).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -91,6 +93,9 @@ fn known_mp4_bug(
         }
         if &typ == b"stbl" && stts_samples(body) < stsz_samples(body) {
             return Some("sample without an stts entry");
+        }
+        if &typ == b"hdlr" && box_end > file.len() {
+            return Some("hdlr larger than the file");
         }
         if &typ == b"dref" {
             // version/flags, entry_count, then boxes: read entry_count times, a zero-size one
