@@ -35,7 +35,10 @@
 //!   handler is not `mdir`, before reading: a 4-byte size field allocates up to 4 GiB (and
 //!   a size below 8 underflows);
 //! - `mp4`'s `HdlrBox::read_box` allocates its name as `size - 33` bytes from the box header
-//!   before reading (any `hdlr`: in `mdia` or `meta`).
+//!   before reading (any `hdlr`: in `mdia` or `meta`);
+//! - `mp4`'s `chunk_offset` computes `chunk_id as usize - 1` (track.rs:322), which overflows
+//!   for an `stsc` entry with `first_chunk` 0: a panic with overflow checks (as here), a
+//!   wrap and an error in moment's release builds.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -117,8 +120,12 @@ fn known_mp4_bug(
                 .get(4..8)
                 .map_or(0, |n| u32::from_be_bytes(n.try_into().unwrap()));
             let entries = body.get(8..).unwrap_or_default().chunks_exact(12);
-            if entries.take(n as usize).any(|e| e[4..8] == [0; 4]) {
+            let entries: Vec<&[u8]> = entries.take(n as usize).collect();
+            if entries.iter().any(|e| e[4..8] == [0; 4]) {
                 return Some("stsc samples_per_chunk 0");
+            }
+            if entries.iter().any(|e| e[..4] == [0; 4]) {
+                return Some("stsc first_chunk 0");
             }
         }
         if CONTAINERS.contains(&&typ) || in_ilst {
