@@ -25,7 +25,11 @@
 //!   `FileSource::from_bytes` reads every sample to build its timeline: one 4-byte `stsz`
 //!   entry of 0xFFFFFFF0 in a 1 KB file allocates 4 GiB;
 //! - `mp4`'s `read_sample` unwraps `sample_time` (track.rs:553, marked `// XXX`), which fails
-//!   for a sample that `stts` gives no time to: a panic in `FileSource::from_bytes`;
+//!   for a sample that `stts` gives no time to, or when 1 + the `stts` sample counts
+//!   overflows u32: a panic in `FileSource::from_bytes`;
+//! - moment's own: `FileSource::from_bytes` reads every sample `stsz` declares
+//!   (src/source/file.rs:249-252); with a fixed sample size `stsz` declares up to 2^32 − 1
+//!   samples in 20 bytes, and a 1 KB file keeps it busy for minutes (a CPU DoS);
 //! - `mp4`'s `sample_offset` divides by an `stsc` entry's `samples_per_chunk` (track.rs:456):
 //!   0 is a divide-by-zero panic (in release builds too);
 //! - `mp4`'s `Mp4Track::duration` divides by the `mdhd` timescale (track.rs:209), which
@@ -94,8 +98,17 @@ fn known_mp4_bug(
                 return Some("stsz sample larger than the file");
             }
         }
-        if &typ == b"stbl" && stts_samples(body) < stsz_samples(body) {
-            return Some("sample without an stts entry");
+        if &typ == b"stbl" {
+            let (timed, sized) = (stts_samples(body), stsz_samples(body));
+            if timed < sized {
+                return Some("sample without an stts entry");
+            }
+            if timed >= u64::from(u32::MAX) {
+                return Some("stts sample counts overflow u32");
+            }
+            if sized > file.len() as u64 {
+                return Some("more stsz samples than bytes in the file");
+            }
         }
         if &typ == b"hdlr" && box_end > file.len() {
             return Some("hdlr larger than the file");
@@ -213,7 +226,7 @@ fuzz_target!(|data: &[u8]| {
     let debug = std::env::var_os("MOMENT_FUZZ_DEBUG").is_some();
     if let Some(bug) = known_mp4_bug(data, 0, data.len(), false, false) {
         if debug {
-            eprintln!("known mp4 bug: {bug}");
+            eprintln!("known bug: {bug}");
         }
         if std::env::var_os("MOMENT_FUZZ_MP4_KNOWN_BUGS").is_none() {
             return;
