@@ -307,9 +307,18 @@ impl Frame {
             .and_then(|i| i.codec)
     }
 
-    /// True for a data frame carrying `onMetaData`.
+    /// True for a data frame carrying `onMetaData` (whose 13-byte AMF0 name may span pages).
     pub fn is_metadata(&self) -> bool {
-        self.kind == MediaKind::Data && self.payload.slices().next().is_some_and(is_on_metadata)
+        self.kind == MediaKind::Data
+            && is_on_metadata(
+                &self
+                    .payload
+                    .slices()
+                    .flatten()
+                    .take(13)
+                    .copied()
+                    .collect::<Vec<u8>>(),
+            )
     }
 }
 
