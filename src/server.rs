@@ -117,6 +117,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Starte
         &mut sources,
     )
     .map_err(StartError::Camera)?;
+    status.attach_cameras(cameras.clone());
     let ctx = context.clone();
     let task = tokio::spawn(async move {
         let serve = rtmp_server::serve(listener, ctx, shutdown.clone(), DRAIN);

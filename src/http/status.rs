@@ -46,6 +46,8 @@ pub struct StatusBoard {
 #[derive(Debug, Default)]
 struct Board {
     cameras: BTreeMap<String, CameraStatus>,
+    /// The RTSP supervisors' own status, read at each snapshot.
+    rtsp: Option<crate::rtsp::Cameras>,
     transcoders: BTreeMap<String, Vec<TranscoderStatus>>,
 }
 
@@ -61,6 +63,11 @@ impl StatusBoard {
     }
 
     /// Forgets a camera (it was removed from the configuration).
+    /// Shows the `[[camera]]` supervisors' status (read fresh at every request).
+    pub fn attach_cameras(&self, cameras: crate::rtsp::Cameras) {
+        self.lock().rtsp = Some(cameras);
+    }
+
     pub fn remove_camera(&self, stream: &str) {
         self.lock().cameras.remove(stream);
     }
@@ -87,6 +94,18 @@ impl StatusBoard {
         BTreeMap<String, Vec<TranscoderStatus>>,
     ) {
         let board = self.lock();
-        (board.cameras.clone(), board.transcoders.clone())
+        let mut cameras = board.cameras.clone();
+        for c in board.rtsp.iter().flat_map(|r| r.statuses()) {
+            cameras.insert(
+                c.name.clone(),
+                CameraStatus {
+                    url: Some(c.url),
+                    connected: c.connected,
+                    last_error: c.last_error,
+                    reconnects: c.reconnects,
+                },
+            );
+        }
+        (cameras, board.transcoders.clone())
     }
 }
