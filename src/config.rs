@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use crate::hub::HubConfig;
 use crate::pages::{PageMode, PoolConfig};
+use crate::transcode::AudioConfig;
 
 /// The embedded default configuration, comments included.
 pub const DEFAULT_TOML: &str = include_str!("default.toml");
@@ -25,6 +26,9 @@ pub struct Config {
     pub http: HttpConfig,
     #[serde(default)]
     pub hub: HubConfig,
+    /// What happens to audio players cannot use (Speex, G.711).
+    #[serde(default)]
+    pub audio: AudioConfig,
     /// Looped files, each published as `live/<name>`.
     #[serde(default)]
     pub file: Vec<FileConfig>,
@@ -183,6 +187,7 @@ impl Config {
             .pool()
             .validate()
             .map_err(|e| format!("[pages] {e}"))?;
+        self.audio.validate()?;
         let r = &self.rtmp;
         if !(128..=0xFF_FFFF).contains(&r.chunk_size) {
             return Err(format!(
@@ -256,6 +261,7 @@ mod tests {
             pages: PagesConfig::default(),
             http: HttpConfig::default(),
             hub: HubConfig::default(),
+            audio: AudioConfig::default(),
             file: vec![FileConfig {
                 name: "demo".into(),
                 path: None,
@@ -270,6 +276,21 @@ mod tests {
         let c = Config::parse("", "test").unwrap();
         assert_eq!(c.rtmp, RtmpConfig::default());
         assert!(c.file.is_empty());
+    }
+
+    #[test]
+    fn audio_policy_per_stream() {
+        let c = Config::parse(
+            "[audio]\ntranscode = \"aac\"\n[audio.streams]\nlegacy = \"off\"\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(c.audio.policy("legacy"), crate::transcode::AudioPolicy::Off);
+        assert_eq!(c.audio.policy("door"), crate::transcode::AudioPolicy::Aac);
+        let err = Config::parse("[audio]\nsample_rate = 22050\n", "t")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("sample_rate"), "{err}");
     }
 
     #[test]

@@ -10,3 +10,4 @@ pub mod rtmp;
 pub mod rtsp;
 pub mod server;
 pub mod source;
+pub mod transcode;

@@ -65,15 +65,17 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Starte
     let rtmp_addr = listener
         .local_addr()
         .map_err(|source| StartError::Listen { addr, source })?;
+    let status = StatusBoard::default();
     let context = Arc::new(Context {
         hub: hub.clone(),
         pool: pool.clone(),
         config: config.rtmp.clone(),
         stream_budget_bytes: config.pages.stream_budget_bytes,
         counters: Counters::default(),
+        audio: config.audio.clone(),
+        status: status.clone(),
     });
     info!(addr = %rtmp_addr, "RTMP listening");
-    let status = StatusBoard::default();
     // The API is secondary to the video: a busy HTTP port (a second instance on the default
     // 8080, say) is a loud error, not a reason to serve no video.
     let http_listener = match config.http.enabled {

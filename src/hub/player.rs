@@ -384,17 +384,23 @@ impl PlayerQueue {
     }
 }
 
-/// Rewrites a player's timestamps so they never go backwards.
+/// Rewrites a player's timestamps so that each track's never go backwards.
 ///
+/// Monotonic per track (audio, video, data), as RTMP players and FLV muxers require; the
+/// tracks may interleave, as publishers' do (an audio frame a few ms behind the last video
+/// frame is normal, and transcoded audio comes back later than the video it belongs with).
 /// After a `PublishStarted` (republish, possibly with its clock back at 0) the next frame
-/// continues at the last timestamp the player saw. Within one publisher, a step back of more
-/// than [`Rebaser::RESET_MS`] is a source clock reset and is rebased the same way; smaller
-/// steps back (audio/video interleaving jitter) are clamped to the last timestamp. A step
-/// forward across 2^32 is forward time (wrap-around).
+/// continues at the latest timestamp the player saw on any track. Within one publisher, a
+/// track stepping back by more than [`Rebaser::RESET_MS`] is a source clock reset and is
+/// rebased the same way; smaller steps back within a track are clamped to its last
+/// timestamp. A step forward across 2^32 is forward time (wrap-around).
 #[derive(Debug, Default)]
 pub(crate) struct Rebaser {
     offset: u32,
-    last: Option<u32>,
+    /// The last output per track (audio, video, data).
+    last: [Option<u32>; 3],
+    /// The latest output on any track, where a rebased timeline continues.
+    latest: Option<u32>,
     rebase_next: bool,
 }
 
@@ -405,25 +411,38 @@ impl Rebaser {
         self.rebase_next = true;
     }
 
-    pub(crate) fn map(&mut self, ts: u32) -> u32 {
-        let Some(last) = self.last else {
+    pub(crate) fn map(&mut self, kind: MediaKind, ts: u32) -> u32 {
+        let track = match kind {
+            MediaKind::Audio => 0,
+            MediaKind::Video => 1,
+            MediaKind::Data => 2,
+        };
+        let Some(latest) = self.latest else {
             self.rebase_next = false;
             let out = ts.wrapping_add(self.offset);
-            self.last = Some(out);
+            self.last[track] = Some(out);
+            self.latest = Some(out);
             return out;
         };
         if std::mem::take(&mut self.rebase_next) {
-            self.offset = last.wrapping_sub(ts);
+            self.offset = latest.wrapping_sub(ts);
+            self.last = [None; 3];
         }
         let mut out = ts.wrapping_add(self.offset);
-        let step = out.wrapping_sub(last) as i32;
-        if step < 0 {
+        if let Some(last) = self.last[track] {
+            let step = out.wrapping_sub(last) as i32;
             if step < -Self::RESET_MS {
-                self.offset = last.wrapping_sub(ts);
+                self.offset = latest.wrapping_sub(ts);
+                self.last = [None; 3];
+                out = latest;
+            } else if step < 0 {
+                out = last;
             }
-            out = last;
         }
-        self.last = Some(out);
+        self.last[track] = Some(out);
+        if (out.wrapping_sub(latest) as i32) > 0 {
+            self.latest = Some(out);
+        }
         out
     }
 }
@@ -501,7 +520,7 @@ impl PlayerSubscription {
         let popped = self.shared.lock().pop();
         match popped {
             Ok(Some(PlayerItem::Frame(mut f))) => {
-                f.timestamp = self.rebaser.map(f.timestamp);
+                f.timestamp = self.rebaser.map(f.kind, f.timestamp);
                 TryNext::Item(PlayerItem::Frame(f))
             }
             Ok(Some(item)) => {
@@ -653,22 +672,41 @@ mod tests {
 
     #[test]
     fn rebaser_is_monotonic_across_reset_wrap_and_jitter() {
+        use MediaKind::Video;
         let mut r = Rebaser::default();
-        assert_eq!(r.map(5000), 5000);
-        assert_eq!(r.map(4990), 5000, "small step back is clamped");
-        assert_eq!(r.map(5040), 5040);
-        assert_eq!(r.map(0), 5040, "clock reset is rebased");
-        assert_eq!(r.map(40), 5080);
+        assert_eq!(r.map(Video, 5000), 5000);
+        assert_eq!(r.map(Video, 4990), 5000, "small step back is clamped");
+        assert_eq!(r.map(Video, 5040), 5040);
+        assert_eq!(r.map(Video, 0), 5040, "clock reset is rebased");
+        assert_eq!(r.map(Video, 40), 5080);
         r.publish_started();
         assert_eq!(
-            r.map(100_000),
+            r.map(Video, 100_000),
             5080,
             "republish continues at the last timestamp"
         );
-        assert_eq!(r.map(100_040), 5120);
+        assert_eq!(r.map(Video, 100_040), 5120);
 
         let mut r = Rebaser::default();
-        assert_eq!(r.map(u32::MAX - 10), u32::MAX - 10);
-        assert_eq!(r.map(30), 30, "wrap-around is forward time");
+        assert_eq!(r.map(Video, u32::MAX - 10), u32::MAX - 10);
+        assert_eq!(r.map(Video, 30), 30, "wrap-around is forward time");
+    }
+
+    #[test]
+    fn rebaser_lets_tracks_interleave() {
+        use MediaKind::{Audio, Video};
+        let mut r = Rebaser::default();
+        assert_eq!(r.map(Video, 1000), 1000);
+        assert_eq!(r.map(Video, 1040), 1040);
+        // Audio a little behind the video (as transcoded audio arrives) keeps its times.
+        assert_eq!(r.map(Audio, 1000), 1000);
+        assert_eq!(r.map(Audio, 1021), 1021);
+        assert_eq!(r.map(Audio, 1043), 1043);
+        assert_eq!(r.map(Audio, 1030), 1043, "within a track, never backwards");
+        // A republish continues every track after the latest time seen on any.
+        r.publish_started();
+        assert_eq!(r.map(Audio, 0), 1043);
+        assert_eq!(r.map(Video, 0), 1043);
+        assert_eq!(r.map(Video, 40), 1083);
     }
 }

@@ -22,11 +22,13 @@ use tracing::{debug, info, warn, Instrument};
 
 use super::{MediaKind as RtmpKind, RtmpError, ServerSession, SessionConfig, SessionEvent};
 use crate::config::RtmpConfig;
+use crate::http::StatusBoard;
 use crate::hub::{
     Hub, HubError, PlayerItem, PlayerSubscription, PublisherHandle, SourceKind, TryNext,
 };
 use crate::media::{self, Frame, MediaKind};
 use crate::pages::{PagePool, StreamWriter};
+use crate::transcode::{AudioConfig, AudioStage, Offer, TranscodedAudio};
 
 /// The only application served: `rtmp://HOST/live/NAME`.
 pub const APP: &str = "live";
@@ -48,6 +50,10 @@ pub struct Context {
     /// Page budget of each published stream.
     pub stream_budget_bytes: u64,
     pub counters: Counters,
+    /// What happens to publishers' audio that players cannot use.
+    pub audio: AudioConfig,
+    /// Where transcoders report their queues for the HTTP API.
+    pub status: StatusBoard,
 }
 
 /// Process-wide RTMP counters, for logs and the metrics endpoint.
@@ -127,6 +133,10 @@ struct Publishing {
     name: String,
     publisher: PublisherHandle,
     writer: StreamWriter,
+    /// Speex/G.711 go through here to AAC; other audio passes.
+    audio: AudioStage,
+    /// The last media timestamp received (for the transcoded AAC sequence header).
+    last_timestamp: u32,
     /// After a dropped video frame, the decoder needs a keyframe: drop video until one.
     skip_video: bool,
     dropped: u64,
@@ -253,7 +263,11 @@ impl Connection {
             }
             let flush_at = self.flush_at.unwrap_or(now);
             let write_now = pending > 0 && (pending >= FLUSH_BYTES || flush_at <= now);
-            let wait_items = matches!(self.role, Role::Playing(_)) && pending < OUTPUT_HIGH;
+            let wait_role = match self.role {
+                Role::Playing(_) => pending < OUTPUT_HIGH,
+                Role::Publishing(_) => true,
+                Role::Idle => false,
+            };
             let deadline = self.deadline();
             tokio::select! {
                 _ = self.shutdown.cancelled() => return Ok(End::Shutdown),
@@ -279,13 +293,11 @@ impl Connection {
                     ready?;
                     self.write_some()?;
                 }
-                item = next_item(&mut self.role), if wait_items => {
-                    if let Some(item) = item {
-                        self.handle_item(item)?;
-                    } else {
-                        return Ok(End::Shutdown);
-                    }
-                }
+                event = role_event(&mut self.role), if wait_role => match event {
+                    RoleEvent::Item(Some(item)) => self.handle_item(item)?,
+                    RoleEvent::Item(None) => return Ok(End::Shutdown),
+                    RoleEvent::Audio(audio) => self.ingest_transcoded(audio)?,
+                },
                 _ = tokio::time::sleep_until(flush_at), if pending > 0 && !write_now => {}
                 _ = tokio::time::sleep_until(deadline) => self.check_deadlines()?,
             }
@@ -442,10 +454,13 @@ impl Connection {
                 self.ctx.counters.publishers.fetch_add(1, Ordering::Relaxed);
                 info!(stream = %name, "publish started");
                 self.engaged = true;
+                let audio = AudioStage::new(&name, &self.ctx.audio, self.ctx.status.clone());
                 self.role = Role::Publishing(Publishing {
                     name,
                     publisher,
                     writer,
+                    audio,
+                    last_timestamp: 0,
                     skip_video: false,
                     dropped: 0,
                     malformed: 0,
@@ -579,6 +594,10 @@ impl Connection {
         if payload.is_empty() {
             return Ok(());
         }
+        p.last_timestamp = timestamp;
+        if kind == MediaKind::Audio && p.audio.offer(&payload, timestamp) != Offer::Pass {
+            return Ok(());
+        }
         if kind == MediaKind::Video && p.skip_video {
             match media::classify(kind, &payload) {
                 Ok(info) if info.keyframe || info.sequence_header => {}
@@ -616,6 +635,40 @@ impl Connection {
             p.skip_video = false;
         }
         push(p, frame)
+    }
+
+    /// AAC from the publisher's audio transcoder: into the stream's pages, then to the hub.
+    fn ingest_transcoded(&mut self, audio: TranscodedAudio) -> Result<(), End> {
+        let Role::Publishing(p) = &mut self.role else {
+            return Ok(());
+        };
+        let (written, timestamp) = match &audio {
+            TranscodedAudio::SequenceHeader(asc) => (
+                media::aac_sequence_header(&mut p.writer, asc),
+                p.last_timestamp,
+            ),
+            TranscodedAudio::Frame { data, timestamp } => {
+                (media::aac_body(&mut p.writer, data), *timestamp)
+            }
+        };
+        let message = match written {
+            Ok(m) => m,
+            Err(e) => {
+                p.dropped += 1;
+                p.publisher.count_ingest_drop();
+                if p.dropped.is_power_of_two() {
+                    warn!(stream = %p.name, error = %e, dropped = p.dropped, "transcoded audio dropped: page budget");
+                }
+                return Ok(());
+            }
+        };
+        match Frame::from_tag_body(MediaKind::Audio, timestamp, message) {
+            Ok(frame) => push(p, frame),
+            Err(e) => {
+                warn!(stream = %p.name, error = %e, "transcoded audio unreadable");
+                Ok(())
+            }
+        }
     }
 
     fn ingest_metadata(&mut self, payload: Bytes) -> Result<(), End> {
@@ -709,10 +762,19 @@ fn push(p: &mut Publishing, frame: Frame) -> Result<(), End> {
     }
 }
 
-/// The next hub item of a playing connection; never resolves for other roles.
-async fn next_item(role: &mut Role) -> Option<PlayerItem> {
+/// What a connection's role has for it, besides its socket.
+enum RoleEvent {
+    /// A player's next hub item (`None`: the subscription ended).
+    Item(Option<PlayerItem>),
+    /// A publisher's transcoded audio.
+    Audio(TranscodedAudio),
+}
+
+/// Waits for the role's next event; never resolves while idle.
+async fn role_event(role: &mut Role) -> RoleEvent {
     match role {
-        Role::Playing(p) => p.sub.next().await,
-        _ => std::future::pending().await,
+        Role::Playing(p) => RoleEvent::Item(p.sub.next().await),
+        Role::Publishing(p) => RoleEvent::Audio(p.audio.recv().await),
+        Role::Idle => std::future::pending().await,
     }
 }
