@@ -38,7 +38,9 @@ fn no_arguments_serves_the_demo_on_port_1935() {
     match TcpListener::bind("127.0.0.1:1935") {
         Ok(l) => drop(l),
         Err(e) => {
-            eprintln!("SKIPPED no_arguments_serves_the_demo_on_port_1935: 127.0.0.1:1935 is busy ({e})");
+            eprintln!(
+                "SKIPPED no_arguments_serves_the_demo_on_port_1935: 127.0.0.1:1935 is busy ({e})"
+            );
             return;
         }
     }

@@ -42,7 +42,10 @@ fn assert_survived(
 ) {
     let tag = peer_tag(&stream);
     let closed = wait_closed(&mut stream, within);
-    assert!(closed.is_some(), "the server did not close the bad connection within {within:?}");
+    assert!(
+        closed.is_some(),
+        "the server did not close the bad connection within {within:?}"
+    );
     let deadline = Instant::now() + Duration::from_secs(3);
     let logged = || {
         server
@@ -54,7 +57,11 @@ fn assert_survived(
         std::thread::sleep(Duration::from_millis(25));
     }
     assert!(logged(), "no log line with {tag} and {needle:?}");
-    for l in server.log().lines().filter(|l| l.contains(&tag) && l.contains(needle)) {
+    for l in server
+        .log()
+        .lines()
+        .filter(|l| l.contains(&tag) && l.contains(needle))
+    {
         eprintln!("server: {l}");
     }
     server.assert_alive("a bad connection");
@@ -71,8 +78,16 @@ fn assert_demo_plays(server: &Server) {
     let fin = player.finish(Duration::from_secs(25));
     assert!(fin.success(), "the demo no longer plays: {}", fin.stderr);
     assert_eq!(fin.stderr.trim(), "", "decode errors");
-    assert!(player.count(Kind::Video) >= 45, "{} video frames", player.count(Kind::Video));
-    assert!(player.count(Kind::Audio) >= 80, "{} audio frames", player.count(Kind::Audio));
+    assert!(
+        player.count(Kind::Video) >= 45,
+        "{} video frames",
+        player.count(Kind::Video)
+    );
+    assert!(
+        player.count(Kind::Audio) >= 80,
+        "{} audio frames",
+        player.count(Kind::Audio)
+    );
 }
 
 #[test]
@@ -91,7 +106,14 @@ fn garbage_instead_of_a_handshake() {
     }
     // The server may close while we still write: that is fine.
     let _ = s.write_all(&garbage);
-    assert_survived(&server, s, "bad input from peer", rss, RSS_SLACK_KIB, Duration::from_secs(5));
+    assert_survived(
+        &server,
+        s,
+        "bad input from peer",
+        rss,
+        RSS_SLACK_KIB,
+        Duration::from_secs(5),
+    );
 }
 
 #[test]
@@ -114,7 +136,14 @@ fn truncated_handshake_then_silence_is_closed_by_the_deadline() {
         server.wait_log(&tag, Duration::from_secs(3)),
         "no log line for the connection"
     );
-    assert_survived(&server, s, "no publish or play in time", rss, RSS_SLACK_KIB, Duration::from_secs(1));
+    assert_survived(
+        &server,
+        s,
+        "no publish or play in time",
+        rss,
+        RSS_SLACK_KIB,
+        Duration::from_secs(1),
+    );
 }
 
 #[test]
@@ -126,7 +155,14 @@ fn chunk_size_2_pow_31_is_refused() {
     h.stream
         .write_all(&chunks(2, 1, 0, &0x8000_0000u32.to_be_bytes(), 128))
         .unwrap();
-    assert_survived(&server, h.stream, "bad input from peer", rss, RSS_SLACK_KIB, Duration::from_secs(5));
+    assert_survived(
+        &server,
+        h.stream,
+        "bad input from peer",
+        rss,
+        RSS_SLACK_KIB,
+        Duration::from_secs(5),
+    );
 }
 
 /// The default message limit (4 MiB), for the attacks that stay under it.
@@ -152,7 +188,14 @@ fn largest_chunk_size_then_a_huge_message_then_silence() {
     let mut m = message_header(3, 4 << 20, 9, 1);
     m.extend(std::iter::repeat(0x17u8).take(512 << 10));
     h.stream.write_all(&m).unwrap();
-    assert_survived(&server, h.stream, "no publish or play in time", rss, RSS_SLACK_KIB, Duration::from_secs(6));
+    assert_survived(
+        &server,
+        h.stream,
+        "no publish or play in time",
+        rss,
+        RSS_SLACK_KIB,
+        Duration::from_secs(6),
+    );
 }
 
 #[test]
@@ -184,7 +227,14 @@ fn partial_messages_on_every_chunk_stream() {
     }
     eprintln!("sent {sent} bytes of partial messages");
     // Holding up to max_partial_bytes (8 MiB) is allowed; the claimed 244 MiB is not.
-    assert_survived(&server, h.stream, "limit exceeded", rss, 3 * RSS_SLACK_KIB, Duration::from_secs(5));
+    assert_survived(
+        &server,
+        h.stream,
+        "limit exceeded",
+        rss,
+        3 * RSS_SLACK_KIB,
+        Duration::from_secs(5),
+    );
 }
 
 #[test]
@@ -196,7 +246,14 @@ fn message_longer_than_max_message_bytes() {
     let mut m = message_header(3, 0xFF_FFFF, 9, 1);
     m.extend(std::iter::repeat(0u8).take(128));
     let _ = h.stream.write_all(&m);
-    assert_survived(&server, h.stream, "limit exceeded", rss, RSS_SLACK_KIB, Duration::from_secs(5));
+    assert_survived(
+        &server,
+        h.stream,
+        "limit exceeded",
+        rss,
+        RSS_SLACK_KIB,
+        Duration::from_secs(5),
+    );
 }
 
 #[test]
@@ -216,7 +273,14 @@ fn deeply_nested_amf_in_connect() {
     body.extend_from_slice(&[0x05]);
     assert!(body.len() < 65536);
     let _ = h.stream.write_all(&chunks(3, 20, 0, &body, 128));
-    assert_survived(&server, h.stream, "bad input from peer", rss, RSS_SLACK_KIB, Duration::from_secs(5));
+    assert_survived(
+        &server,
+        h.stream,
+        "bad input from peer",
+        rss,
+        RSS_SLACK_KIB,
+        Duration::from_secs(5),
+    );
 }
 
 #[test]
@@ -237,7 +301,11 @@ fn three_hundred_silent_connections() {
         );
     }
     assert!(
-        server.wait_log_count("no publish or play in time", before + 299, Duration::from_secs(3)),
+        server.wait_log_count(
+            "no publish or play in time",
+            before + 299,
+            Duration::from_secs(3)
+        ),
         "{} handshake-deadline lines for 300 silent connections",
         server.log_count("no publish or play in time") - before
     );

@@ -64,7 +64,10 @@ fn publish_and_play(p: Published) {
     assert_eq!(fin.stderr.trim(), "", "ffmpeg reported decode errors");
     let dims = format!("{}x{}", p.width, p.height);
     assert!(
-        player.headers().iter().any(|h| h.starts_with("dimensions") && h.ends_with(&dims)),
+        player
+            .headers()
+            .iter()
+            .any(|h| h.starts_with("dimensions") && h.ends_with(&dims)),
         "decoded video is not {dims}: {:?}",
         player.headers()
     );
@@ -75,7 +78,10 @@ fn publish_and_play(p: Published) {
         .expect("no video frame decoded")
         .at;
     // After the first second (the saver's burst is over), frames arrive at the published rate.
-    let (from, to) = (first + Duration::from_secs(1), first + Duration::from_secs(5));
+    let (from, to) = (
+        first + Duration::from_secs(1),
+        first + Duration::from_secs(5),
+    );
     eprintln!(
         "{}: wall video {:.2}/s audio {:.2}/s; media video {:.2}/s audio {:.2}/s (audio expected {audio_rate:.3})",
         p.fixture,
@@ -89,33 +95,77 @@ fn publish_and_play(p: Published) {
         "the player ended early: {} frames",
         frames.len()
     );
-    assert_near("video frames/s (wall)", player.wall_rate(Kind::Video, from, to), video_rate, 0.06);
-    assert_near("audio frames/s (wall)", player.wall_rate(Kind::Audio, from, to), audio_rate, 0.06);
-    assert_near("video frames/s (media)", player.media_rate(Kind::Video), video_rate, 0.02);
-    assert_near("audio frames/s (media)", player.media_rate(Kind::Audio), audio_rate, 0.02);
+    assert_near(
+        "video frames/s (wall)",
+        player.wall_rate(Kind::Video, from, to),
+        video_rate,
+        0.06,
+    );
+    assert_near(
+        "audio frames/s (wall)",
+        player.wall_rate(Kind::Audio, from, to),
+        audio_rate,
+        0.06,
+    );
+    assert_near(
+        "video frames/s (media)",
+        player.media_rate(Kind::Video),
+        video_rate,
+        0.02,
+    );
+    assert_near(
+        "audio frames/s (media)",
+        player.media_rate(Kind::Audio),
+        audio_rate,
+        0.02,
+    );
     let video_frames = player.count(Kind::Video) as f64;
-    assert_near("video frames in -t", video_frames, PLAY_S * video_rate, 0.03);
+    assert_near(
+        "video frames in -t",
+        video_frames,
+        PLAY_S * video_rate,
+        0.03,
+    );
 
     // rtmpdump: FLV tags with the published codecs, at the published rates.
     let (bytes, fin) = common::rtmpdump_finish(dump, 2.0, &dump_path);
     assert!(!fin.timed_out(), "rtmpdump did not stop on SIGINT");
     let tags = flv::parse(&bytes);
-    let video: Vec<_> = tags.iter().filter(|t| t.kind == 9 && t.is_frame()).collect();
-    let audio: Vec<_> = tags.iter().filter(|t| t.kind == 8 && t.is_frame()).collect();
+    let video: Vec<_> = tags
+        .iter()
+        .filter(|t| t.kind == 9 && t.is_frame())
+        .collect();
+    let audio: Vec<_> = tags
+        .iter()
+        .filter(|t| t.kind == 8 && t.is_frame())
+        .collect();
     assert!(
         video.len() as f64 >= 6.0 * video_rate,
         "rtmpdump got {} video frames in about {PLAY_S} s: {}",
         video.len(),
         fin.stderr
     );
-    assert!(video.iter().all(|t| t.codec() == Some(7)), "video is not all AVC");
+    assert!(
+        video.iter().all(|t| t.codec() == Some(7)),
+        "video is not all AVC"
+    );
     assert!(
         audio.iter().all(|t| t.codec() == Some(p.flv_sound_format)),
         "audio is not all sound format {}",
         p.flv_sound_format
     );
-    assert_near("rtmpdump video frames/s", flv::media_rate(&tags, 9), video_rate, 0.02);
-    assert_near("rtmpdump audio frames/s", flv::media_rate(&tags, 8), audio_rate, 0.02);
+    assert_near(
+        "rtmpdump video frames/s",
+        flv::media_rate(&tags, 9),
+        video_rate,
+        0.02,
+    );
+    assert_near(
+        "rtmpdump audio frames/s",
+        flv::media_rate(&tags, 8),
+        audio_rate,
+        0.02,
+    );
     std::fs::write(&dump_path, &bytes).unwrap();
     let dumped = ffprobe(dump_path.to_str().unwrap(), Duration::from_secs(20));
     assert!(
@@ -125,7 +175,9 @@ fn publish_and_play(p: Published) {
         "rtmpdump's file: {dumped:?}"
     );
     assert!(
-        dumped.iter().any(|s| s.codec_type == "audio" && s.codec_name == p.audio_codec),
+        dumped
+            .iter()
+            .any(|s| s.codec_type == "audio" && s.codec_name == p.audio_codec),
         "rtmpdump's file: {dumped:?}"
     );
     server.assert_alive("playing");
@@ -196,7 +248,10 @@ fn player_before_publisher() {
     let url = server.url("later");
     let mut player = Player::start(&url, Some(4.0), Duration::from_secs(60));
     std::thread::sleep(Duration::from_secs(2));
-    assert!(player.is_running(), "the player gave up before the publisher came");
+    assert!(
+        player.is_running(),
+        "the player gave up before the publisher came"
+    );
     let published = Instant::now();
     let _publisher = publish("h264-baseline-aac.mp4", &url, Duration::from_secs(60));
     assert!(
@@ -207,7 +262,15 @@ fn player_before_publisher() {
     let fin = player.finish(Duration::from_secs(20));
     assert!(fin.success(), "player failed: {}", fin.stderr);
     assert_eq!(fin.stderr.trim(), "", "ffmpeg reported errors");
-    assert_near("video frames in 4 s", player.count(Kind::Video) as f64, 100.0, 0.05);
+    assert_near(
+        "video frames in 4 s",
+        player.count(Kind::Video) as f64,
+        100.0,
+        0.05,
+    );
     assert!(player.count(Kind::Audio) > 100, "no audio");
-    eprintln!("first frame {:?} after the publisher started", player.frames()[0].at - published);
+    eprintln!(
+        "first frame {:?} after the publisher started",
+        player.frames()[0].at - published
+    );
 }

@@ -23,7 +23,9 @@ fn republish_with_another_audio_codec() {
     std::thread::sleep(Duration::from_secs(3));
     let before = throughout.media();
     assert!(
-        before.iter().any(|m| m.type_id == 8 && m.codec() == Some(10)),
+        before
+            .iter()
+            .any(|m| m.type_id == 8 && m.codec() == Some(10)),
         "the first publisher's AAC never reached the player"
     );
 
@@ -33,13 +35,21 @@ fn republish_with_another_audio_codec() {
     let fin = first.wait(Duration::from_secs(10));
     assert!(!fin.timed_out(), "the first publisher did not stop");
     assert!(
-        server.wait_log_count("publish stopped stream=swap", stopped, Duration::from_secs(10)),
+        server.wait_log_count(
+            "publish stopped stream=swap",
+            stopped,
+            Duration::from_secs(10)
+        ),
         "the server did not notice the publisher left"
     );
     let switched = Instant::now();
     let started = server.log_count("publish started stream=swap");
     let _second = publish("h264-speex16k.flv", &url, Duration::from_secs(60));
-    assert!(server.wait_log_count("publish started stream=swap", started, Duration::from_secs(10)));
+    assert!(server.wait_log_count(
+        "publish started stream=swap",
+        started,
+        Duration::from_secs(10)
+    ));
     std::thread::sleep(Duration::from_secs(4));
 
     let after: Vec<_> = throughout
@@ -58,7 +68,10 @@ fn republish_with_another_audio_codec() {
     );
     let aac = audio.iter().filter(|m| m.codec() == Some(10)).count();
     assert_eq!(aac, 0, "AAC after the Speex publisher started");
-    assert!(audio.iter().all(|m| m.codec() == Some(11)), "audio is not Speex");
+    assert!(
+        audio.iter().all(|m| m.codec() == Some(11)),
+        "audio is not Speex"
+    );
     assert!(
         after.iter().filter(|m| m.type_id == 9).count() > 50,
         "the player connected throughout got no video from the second publisher"
@@ -67,15 +80,23 @@ fn republish_with_another_audio_codec() {
     // A new player sees Speex only: no stale AAC header from the first publisher.
     let streams = ffprobe(&url, Duration::from_secs(20));
     assert!(
-        streams.iter().any(|s| s.codec_type == "audio" && s.codec_name == "speex"),
+        streams
+            .iter()
+            .any(|s| s.codec_type == "audio" && s.codec_name == "speex"),
         "{streams:?}"
     );
-    assert!(!streams.iter().any(|s| s.codec_name == "aac"), "stale AAC: {streams:?}");
+    assert!(
+        !streams.iter().any(|s| s.codec_name == "aac"),
+        "stale AAC: {streams:?}"
+    );
     let mut player = Player::start(&url, Some(3.0), Duration::from_secs(30));
     let fin = player.finish(Duration::from_secs(25));
     assert!(fin.success(), "new player failed: {}", fin.stderr);
     assert_eq!(fin.stderr.trim(), "", "new player reported decode errors");
-    assert!(player.count(Kind::Audio) > 100, "new player decoded no Speex");
+    assert!(
+        player.count(Kind::Audio) > 100,
+        "new player decoded no Speex"
+    );
 }
 
 #[test]
@@ -87,7 +108,10 @@ fn second_publisher_on_a_name_is_refused() {
 
     let mut second = publish("h264-baseline-noaudio.mp4", &url, Duration::from_secs(30));
     let fin = second.wait(Duration::from_secs(20));
-    assert!(!fin.timed_out(), "the second publisher was not refused: it kept running");
+    assert!(
+        !fin.timed_out(),
+        "the second publisher was not refused: it kept running"
+    );
     assert!(!fin.success(), "the second publisher exited 0");
     assert!(
         server.wait_log("publish refused", Duration::from_secs(5)),
@@ -99,7 +123,10 @@ fn second_publisher_on_a_name_is_refused() {
         .find(|l| l.contains("publish refused"))
         .unwrap()
         .to_owned();
-    assert!(refusal.contains("dup"), "refusal does not name the stream: {refusal}");
+    assert!(
+        refusal.contains("dup"),
+        "refusal does not name the stream: {refusal}"
+    );
 
     // The first publisher keeps going, and players still get its frames.
     assert!(first.is_running(), "the first publisher stopped");
@@ -107,7 +134,14 @@ fn second_publisher_on_a_name_is_refused() {
     let fin = player.finish(Duration::from_secs(25));
     assert!(fin.success(), "player failed: {}", fin.stderr);
     assert_eq!(fin.stderr.trim(), "");
-    assert!(player.count(Kind::Video) >= 70, "{} video frames", player.count(Kind::Video));
-    assert!(player.count(Kind::Audio) >= 100, "the first publisher's audio is gone");
+    assert!(
+        player.count(Kind::Video) >= 70,
+        "{} video frames",
+        player.count(Kind::Video)
+    );
+    assert!(
+        player.count(Kind::Audio) >= 100,
+        "the first publisher's audio is gone"
+    );
     assert!(first.is_running(), "the first publisher stopped");
 }

@@ -54,7 +54,11 @@ fn a_stalled_player_is_dropped_and_costs_bounded_memory() {
     assert_near("normal player's video frames/s", rate, 25.0, 0.06);
     assert!(normal.is_running(), "the normal player stopped");
     let fin = normal.stop();
-    assert_eq!(fin.stderr.trim(), "", "the normal player reported decode errors");
+    assert_eq!(
+        fin.stderr.trim(),
+        "",
+        "the normal player reported decode errors"
+    );
 
     // The stalled player was disconnected, and the server said why.
     let said = |s: &Server| {
@@ -65,7 +69,10 @@ fn a_stalled_player_is_dropped_and_costs_bounded_memory() {
     while !said(&server) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert!(said(&server), "the server never logged dropping the stalled player");
+    assert!(
+        said(&server),
+        "the server never logged dropping the stalled player"
+    );
     assert!(
         wait_closed(&mut stalled.stream, Duration::from_secs(10)).is_some(),
         "the stalled player's connection is still open"
@@ -79,9 +86,15 @@ fn a_stalled_player_is_dropped_and_costs_bounded_memory() {
         .log()
         .lines()
         .filter(|l| l.contains("play stopped stream=big"))
-        .filter_map(|l| l.split_whitespace().find_map(|w| w.strip_prefix("dropped=")))
+        .filter_map(|l| {
+            l.split_whitespace()
+                .find_map(|w| w.strip_prefix("dropped="))
+        })
         .filter_map(|d| d.parse::<u64>().ok())
         .max()
         .unwrap_or(0);
-    assert!(dropped > 0, "the server dropped no frames of the stalled player");
+    assert!(
+        dropped > 0,
+        "the server dropped no frames of the stalled player"
+    );
 }

@@ -32,7 +32,9 @@ pub const DEMO_CONFIG: &str = "[rtmp]\nlisten = \"127.0.0.1:0\"\n\n[[file]]\nnam
 
 /// A fixture in `fixtures/`.
 pub fn fixture(name: &str) -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name);
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(name);
     assert!(p.exists(), "fixture {} is missing", p.display());
     p
 }
@@ -439,7 +441,27 @@ pub fn publish(fixture_name: &str, url: &str, hard_timeout: Duration) -> Proc {
         .args(["-stream_loop", "-1", "-i"])
         .arg(fixture(fixture_name))
         .args(["-c", "copy", "-f", "flv", url]);
-    Proc::spawn(&format!("ffmpeg publisher {fixture_name}"), cmd, hard_timeout)
+    Proc::spawn(
+        &format!("ffmpeg publisher {fixture_name}"),
+        cmd,
+        hard_timeout,
+    )
+}
+
+/// An ffmpeg publisher without `-re`: it sends as fast as the server takes it, so whatever a
+/// player does not read piles up at once.
+pub fn publish_fast(fixture_name: &str, url: &str, hard_timeout: Duration) -> Proc {
+    require_tools();
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-hide_banner", "-nostdin", "-loglevel", "error"])
+        .args(["-stream_loop", "-1", "-i"])
+        .arg(fixture(fixture_name))
+        .args(["-c", "copy", "-f", "flv", url]);
+    Proc::spawn(
+        &format!("fast ffmpeg publisher {fixture_name}"),
+        cmd,
+        hard_timeout,
+    )
 }
 
 /// One stream as ffprobe reports it.
@@ -458,7 +480,15 @@ pub struct ProbedStream {
 pub fn ffprobe(input: &str, timeout: Duration) -> Vec<ProbedStream> {
     require_tools();
     let mut cmd = Command::new("ffprobe");
-    cmd.args(["-hide_banner", "-v", "error", "-of", "json", "-show_streams", input]);
+    cmd.args([
+        "-hide_banner",
+        "-v",
+        "error",
+        "-of",
+        "json",
+        "-show_streams",
+        input,
+    ]);
     let mut p = Proc::spawn("ffprobe", cmd, timeout);
     let fin = p.wait(timeout);
     assert!(
@@ -487,8 +517,15 @@ pub fn ffprobe(input: &str, timeout: Duration) -> Vec<ProbedStream> {
 /// player should receive.
 pub fn fixture_packet_rate(fixture_name: &str, codec_type: &str) -> f64 {
     let mut cmd = Command::new("ffprobe");
-    cmd.args(["-v", "error", "-of", "json", "-count_packets", "-show_streams"])
-        .arg(fixture(fixture_name));
+    cmd.args([
+        "-v",
+        "error",
+        "-of",
+        "json",
+        "-count_packets",
+        "-show_streams",
+    ])
+    .arg(fixture(fixture_name));
     let fin = Proc::spawn("ffprobe", cmd, Duration::from_secs(20)).wait(Duration::from_secs(20));
     assert!(fin.success(), "ffprobe {fixture_name}: {}", fin.stderr);
     let json: serde_json::Value = serde_json::from_str(&fin.stdout).unwrap();
@@ -502,16 +539,24 @@ pub fn fixture_packet_rate(fixture_name: &str, codec_type: &str) -> f64 {
     let duration: f64 = s["duration"]
         .as_str()
         .and_then(|d| d.parse().ok())
-        .or_else(|| json["format"]["duration"].as_str().and_then(|d| d.parse().ok()))
+        .or_else(|| {
+            json["format"]["duration"]
+                .as_str()
+                .and_then(|d| d.parse().ok())
+        })
         .unwrap_or_else(|| {
             // FLV streams carry no duration of their own: ask for the container's.
             let mut cmd = Command::new("ffprobe");
             cmd.args(["-v", "error", "-of", "json", "-show_format"])
                 .arg(fixture(fixture_name));
-            let fin = Proc::spawn("ffprobe", cmd, Duration::from_secs(20))
-                .wait(Duration::from_secs(20));
+            let fin =
+                Proc::spawn("ffprobe", cmd, Duration::from_secs(20)).wait(Duration::from_secs(20));
             let json: serde_json::Value = serde_json::from_str(&fin.stdout).unwrap();
-            json["format"]["duration"].as_str().unwrap().parse().unwrap()
+            json["format"]["duration"]
+                .as_str()
+                .unwrap()
+                .parse()
+                .unwrap()
         });
     packets / duration
 }
@@ -555,8 +600,15 @@ impl Player {
     pub fn start(url: &str, seconds: Option<f64>, hard_timeout: Duration) -> Player {
         require_tools();
         let mut cmd = Command::new("ffmpeg");
-        cmd.args(["-hide_banner", "-nostdin", "-loglevel", "error", "-threads", "1"])
-            .args(["-i", url, "-map", "0", "-fps_mode", "passthrough"]);
+        cmd.args([
+            "-hide_banner",
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-threads",
+            "1",
+        ])
+        .args(["-i", url, "-map", "0", "-fps_mode", "passthrough"]);
         if let Some(t) = seconds {
             cmd.args(["-t", &format!("{t}")]);
         }
@@ -575,7 +627,8 @@ impl Player {
                     continue;
                 }
                 let mut fields = line.split(',').map(str::trim);
-                let (Some(idx), Some(_dts), Some(pts)) = (fields.next(), fields.next(), fields.next())
+                let (Some(idx), Some(_dts), Some(pts)) =
+                    (fields.next(), fields.next(), fields.next())
                 else {
                     continue;
                 };

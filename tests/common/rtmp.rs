@@ -22,7 +22,8 @@ use rml_rtmp::time::RtmpTimestamp;
 /// A TCP connection to the server with short read timeouts (so loops can check deadlines).
 pub fn tcp(addr: SocketAddr) -> TcpStream {
     let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect to moment");
-    s.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
     s.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
     s.set_nodelay(true).unwrap();
     s
@@ -162,7 +163,10 @@ impl Client {
         };
         let mut props = HashMap::new();
         props.insert("app".into(), Amf0Value::Utf8String("live".into()));
-        props.insert("flashVer".into(), Amf0Value::Utf8String("LNX 9,0,124,2".into()));
+        props.insert(
+            "flashVer".into(),
+            Amf0Value::Utf8String("LNX 9,0,124,2".into()),
+        );
         props.insert(
             "tcUrl".into(),
             Amf0Value::Utf8String(format!("rtmp://{addr}/live")),
@@ -219,7 +223,9 @@ impl Client {
     }
 
     fn send(&mut self, msg: RtmpMessage, sid: u32) {
-        let payload = msg.into_message_payload(RtmpTimestamp::new(0), sid).unwrap();
+        let payload = msg
+            .into_message_payload(RtmpTimestamp::new(0), sid)
+            .unwrap();
         let packet = self.ser.serialize(&payload, false, false).unwrap();
         self.stream.write_all(&packet.bytes).unwrap();
     }
