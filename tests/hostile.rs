@@ -186,7 +186,7 @@ fn largest_chunk_size_then_a_huge_message_then_silence() {
         .unwrap();
     // A video message of the largest allowed size, an eighth of it sent, then nothing.
     let mut m = message_header(3, 4 << 20, 9, 1);
-    m.extend(std::iter::repeat(0x17u8).take(512 << 10));
+    m.extend(std::iter::repeat_n(0x17u8, 512 << 10));
     h.stream.write_all(&m).unwrap();
     assert_survived(
         &server,
@@ -244,7 +244,7 @@ fn message_longer_than_max_message_bytes() {
     let mut h = handshake(server.addr);
     // 0xFFFFFF bytes declared; max_message_bytes is 65536. Send the first chunk's worth.
     let mut m = message_header(3, 0xFF_FFFF, 9, 1);
-    m.extend(std::iter::repeat(0u8).take(128));
+    m.extend(std::iter::repeat_n(0u8, 128));
     let _ = h.stream.write_all(&m);
     assert_survived(
         &server,

@@ -20,7 +20,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Condvar, Mutex, Once};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -41,8 +41,10 @@ pub fn fixture(name: &str) -> PathBuf {
 
 /// Fails (not skips) when a peer tool is missing, saying which Debian package provides it.
 pub fn require_tools() {
-    static CHECK: Once = Once::new();
-    CHECK.call_once(|| {
+    // Every test that needs the tools fails with the same message (a poisoned `Once` would
+    // give the later ones a useless one).
+    static CHECK: OnceLock<Result<(), String>> = OnceLock::new();
+    let check = CHECK.get_or_init(|| {
         for (tool, package) in [
             ("ffmpeg", "ffmpeg"),
             ("ffprobe", "ffmpeg"),
@@ -54,13 +56,18 @@ pub fn require_tools() {
                 .stderr(Stdio::null())
                 .status()
                 .is_ok();
-            assert!(
-                found,
-                "`{tool}` is not installed: the black-box tests need it \
-                 (Debian/Ubuntu: `sudo apt-get install {package}`)"
-            );
+            if !found {
+                return Err(format!(
+                    "`{tool}` is not installed: the black-box tests need it \
+                     (Debian/Ubuntu: `sudo apt-get install {package}`)"
+                ));
+            }
         }
+        Ok(())
     });
+    if let Err(e) = check {
+        panic!("{e}");
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -200,8 +207,7 @@ impl Proc {
 
     /// Sends a signal (e.g. `libc::SIGINT`) if the process is still running.
     pub fn signal(&self, sig: i32) {
-        let ch = self.child.lock().unwrap();
-        let mut ch = ch;
+        let mut ch = self.child.lock().unwrap();
         if matches!(ch.try_wait(), Ok(None)) {
             // SAFETY: kill(2) has no memory effects; the pid is our unreaped child (we hold the
             // lock and it has not been waited for), so it cannot have been reused.
