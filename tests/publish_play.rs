@@ -19,6 +19,8 @@ struct Published {
     /// FLV sound format: 10 AAC, 11 Speex.
     flv_sound_format: u8,
     sample_rate: u64,
+    /// Audio frames per second: AAC 1024 samples a frame, Speex 320 (20 ms at 16 kHz).
+    audio_rate: f64,
 }
 
 /// Seconds of media the decoding player plays, and seconds rtmpdump records.
@@ -34,7 +36,7 @@ fn publish_and_play(p: Published) {
         p.fixture
     );
     let video_rate = 25.0;
-    let audio_rate = common::fixture_packet_rate(p.fixture, "audio");
+    let audio_rate = p.audio_rate;
 
     // All three players at once.
     let dir = tempfile::tempdir().unwrap();
@@ -192,6 +194,7 @@ fn baseline_aac() {
         audio_codec: "aac",
         flv_sound_format: 10,
         sample_rate: 48000,
+        audio_rate: 48000.0 / 1024.0,
     });
 }
 
@@ -204,6 +207,7 @@ fn high_profile_with_b_frames_aac() {
         audio_codec: "aac",
         flv_sound_format: 10,
         sample_rate: 48000,
+        audio_rate: 48000.0 / 1024.0,
     });
 }
 
@@ -216,6 +220,7 @@ fn speex_flv_is_passed_through() {
         audio_codec: "speex",
         flv_sound_format: 11,
         sample_rate: 16000,
+        audio_rate: 16000.0 / 320.0,
     });
 }
 

@@ -519,54 +519,6 @@ pub fn ffprobe(input: &str, timeout: Duration) -> Vec<ProbedStream> {
         .collect()
 }
 
-/// Packets per second of each stream type of a fixture (ffprobe `-count_packets`), the rate a
-/// player should receive.
-pub fn fixture_packet_rate(fixture_name: &str, codec_type: &str) -> f64 {
-    let mut cmd = Command::new("ffprobe");
-    cmd.args([
-        "-v",
-        "error",
-        "-of",
-        "json",
-        "-count_packets",
-        "-show_streams",
-    ])
-    .arg(fixture(fixture_name));
-    let fin = Proc::spawn("ffprobe", cmd, Duration::from_secs(20)).wait(Duration::from_secs(20));
-    assert!(fin.success(), "ffprobe {fixture_name}: {}", fin.stderr);
-    let json: serde_json::Value = serde_json::from_str(&fin.stdout).unwrap();
-    let s = json["streams"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["codec_type"] == codec_type)
-        .unwrap_or_else(|| panic!("{fixture_name} has no {codec_type} stream"));
-    let packets: f64 = s["nb_read_packets"].as_str().unwrap().parse().unwrap();
-    let duration: f64 = s["duration"]
-        .as_str()
-        .and_then(|d| d.parse().ok())
-        .or_else(|| {
-            json["format"]["duration"]
-                .as_str()
-                .and_then(|d| d.parse().ok())
-        })
-        .unwrap_or_else(|| {
-            // FLV streams carry no duration of their own: ask for the container's.
-            let mut cmd = Command::new("ffprobe");
-            cmd.args(["-v", "error", "-of", "json", "-show_format"])
-                .arg(fixture(fixture_name));
-            let fin =
-                Proc::spawn("ffprobe", cmd, Duration::from_secs(20)).wait(Duration::from_secs(20));
-            let json: serde_json::Value = serde_json::from_str(&fin.stdout).unwrap();
-            json["format"]["duration"]
-                .as_str()
-                .unwrap()
-                .parse()
-                .unwrap()
-        });
-    packets / duration
-}
-
 /// Media kind of a decoded frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
