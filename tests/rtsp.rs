@@ -125,7 +125,7 @@ impl Server {
         let cfg = dir.join("moment.toml");
         std::fs::write(
             &cfg,
-            format!("[rtmp]\nlisten = \"127.0.0.1:0\"\n\n{config}"),
+            format!("[rtmp]\nlisten = \"127.0.0.1:0\"\n[http]\nenabled = false\n\n{config}"),
         )
         .unwrap();
         let log = dir.join("server.log");

@@ -489,7 +489,7 @@ impl PublisherHandle {
     /// saves it for new players, and queues it for every player (one `Message` clone each,
     /// never a payload copy). Never blocks; a slow player loses frames, not the publisher.
     /// Fails only once the hub is shutting down (the publisher should then stop).
-    pub fn push(&mut self, frame: Frame) -> Result<(), HubError> {
+    pub fn push(&mut self, mut frame: Frame) -> Result<(), HubError> {
         if self.hub.shut_down.load(Ordering::Relaxed) {
             return Err(HubError::ShutDown {
                 stream: self.stream.name.clone(),
@@ -497,6 +497,7 @@ impl PublisherHandle {
         }
         let mut st = lock(&self.stream.state);
         st.frames_in += 1;
+        frame.position = st.bytes_in;
         st.bytes_in += frame.payload.len() as u64;
         if frame.kind == MediaKind::Data {
             if frame.is_metadata() {

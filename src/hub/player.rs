@@ -63,6 +63,14 @@ pub enum KickReason {
         queued_bytes: usize,
         hard_bytes: usize,
     },
+    /// In paged storage the frames a player keeps (audio, keyframes) keep their pages alive,
+    /// with the bytes of the frames dropped between them: this player pins more of the
+    /// stream's pages than its hard bound.
+    #[error("player too slow: its queue pins {pinned_bytes} bytes of the stream's pages, over the hard bound of {hard_bytes}")]
+    PagesPinned {
+        pinned_bytes: usize,
+        hard_bytes: usize,
+    },
     #[error("disconnected by request")]
     Requested,
 }
@@ -294,13 +302,48 @@ impl PlayerQueue {
             self.video = VideoSync::Synced;
         }
         let class = Class::of(&frame);
+        let paged = frame.payload.is_paged();
         self.bytes += len;
         self.push_entry(Entry {
             item: PlayerItem::Frame(frame),
             bytes: len,
             class,
         });
+        if paged {
+            let pinned = self.pinned_bytes();
+            if pinned > self.config.hard_bytes {
+                let reason = KickReason::PagesPinned {
+                    pinned_bytes: pinned,
+                    hard_bytes: self.config.hard_bytes,
+                };
+                self.kick(reason);
+                return Offer::Kicked(reason);
+            }
+        }
         Offer::Queued
+    }
+
+    /// Stream bytes between the oldest and the newest media frame queued (headers and metadata
+    /// left out: each pins only its own page). In paged storage this is about what the queue
+    /// keeps alive, since a kept frame keeps its whole page; `bytes` counts only what is queued.
+    fn pinned_bytes(&self) -> usize {
+        let media = |e: &Entry| match &e.item {
+            PlayerItem::Frame(f) if !f.sequence_header && f.kind != MediaKind::Data => {
+                Some(f.position + f.payload.len() as u64)
+            }
+            _ => None,
+        };
+        let first = self.items.iter().find_map(|e| match &e.item {
+            PlayerItem::Frame(f) if !f.sequence_header && f.kind != MediaKind::Data => {
+                Some(f.position)
+            }
+            _ => None,
+        });
+        let last = self.items.iter().rev().find_map(media);
+        match (first, last) {
+            (Some(a), Some(b)) => b.saturating_sub(a) as usize,
+            _ => 0,
+        }
     }
 
     fn push_entry(&mut self, e: Entry) {
@@ -611,7 +654,7 @@ mod tests {
                 let frame = |kind, key: bool, disp: bool, header: bool, size: usize, id: u32, w: &mut crate::pages::StreamWriter| {
                     let mut body = vec![0u8; size.max(4)];
                     body[..4].copy_from_slice(&id.to_be_bytes());
-                    Frame { kind, timestamp: 0, keyframe: key, sequence_header: header, disposable: disp, payload: w.write(&[&body]).unwrap() }
+                    Frame { kind, timestamp: 0, keyframe: key, sequence_header: header, disposable: disp, payload: w.write(&[&body]).unwrap(), position: 0 }
                 };
                 let offered = match op {
                     Op::Pop(n) => {

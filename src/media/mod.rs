@@ -280,6 +280,11 @@ pub struct Frame {
     pub sequence_header: bool,
     pub disposable: bool,
     pub payload: Message,
+    /// Where the frame sits in its stream: the payload bytes pushed to the stream before it.
+    /// Set by the hub when the frame is pushed (0 until then). In paged storage a frame keeps
+    /// its pages, and so its neighbours' bytes, alive: a player queue holding frames from
+    /// `a.position` to `b.position` pins about that many bytes, whatever it dropped between.
+    pub position: u64,
 }
 
 impl Frame {
@@ -297,6 +302,7 @@ impl Frame {
             sequence_header: info.sequence_header,
             disposable: info.disposable,
             payload,
+            position: 0,
         })
     }
 

@@ -118,6 +118,12 @@ impl Message {
         v
     }
 
+    /// Whether the message lives in shared pages (paged mode), where it keeps its pages — and
+    /// so the bytes of its neighbours in them — alive; false for a contiguous block.
+    pub fn is_paged(&self) -> bool {
+        self.header().npages != 0
+    }
+
     /// Whether two handles are clones of one published message.
     pub fn ptr_eq(&self, other: &Message) -> bool {
         self.hdr == other.hdr
