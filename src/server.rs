@@ -115,6 +115,8 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Starte
         &hub,
         &pool,
         config.pages.stream_budget_bytes,
+        &config.audio,
+        &status,
         &shutdown,
         &mut sources,
     )

@@ -54,8 +54,8 @@ pub enum AudioHandling {
     None,
     /// AAC: passed through with this AudioSpecificConfig.
     Aac { asc: Bytes },
-    /// Audio that RTMP players cannot use but a transcoder could (G.711 A-law/µ-law): not set
-    /// up, the stream is video only for now.
+    /// Audio that RTMP players cannot use but the transcoder can (G.711 A-law/µ-law): set up,
+    /// and its units go to the camera's AAC transcoder instead of [`Ingest::push`].
     NeedsTranscode {
         encoding: String,
         clock_rate: u32,
@@ -204,6 +204,13 @@ impl Ingest {
             );
         }
         Ok(())
+    }
+
+    /// The stream timestamp of a unit `elapsed_ms` into the session (for audio that goes to a
+    /// transcoder before it becomes a frame); `None` outside a session.
+    pub fn timestamp_of(&mut self, elapsed_ms: i64) -> Option<u32> {
+        let base = self.session.as_ref()?.base;
+        Some(self.timestamp(base, elapsed_ms))
     }
 
     /// Ends the session (lost, stalled or closed). The next one continues the timeline.

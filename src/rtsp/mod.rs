@@ -70,13 +70,16 @@ pub fn spawn_cameras(
     hub: &Hub,
     pool: &PagePool,
     stream_budget_bytes: u64,
+    audio: &crate::transcode::AudioConfig,
+    board: &crate::http::StatusBoard,
     shutdown: &CancellationToken,
     tasks: &mut JoinSet<()>,
 ) -> Result<Cameras, String> {
     let mut list = Vec::with_capacity(configs.len());
     for (i, config) in configs.iter().enumerate() {
-        let opener =
-            RetinaOpener::new(config).map_err(|e| format!("camera {:?}: {e}", config.name))?;
+        let stage = crate::transcode::AudioStage::new(&config.name, audio, board.clone());
+        let opener = RetinaOpener::new(config, stage.transcodes())
+            .map_err(|e| format!("camera {:?}: {e}", config.name))?;
         let status = Arc::new(Mutex::new(CameraStatus::new(config)));
         list.push(status.clone());
         let seed = std::time::SystemTime::now()
@@ -89,6 +92,7 @@ pub fn spawn_cameras(
             hub: hub.clone(),
             writer: pool.writer(&config.name, stream_budget_bytes),
             status,
+            audio: stage,
             seed,
         };
         tasks.spawn(camera.run(shutdown.clone()));

@@ -35,11 +35,14 @@ pub struct RetinaOpener {
     group: Arc<SessionGroup>,
     /// The last track list logged, so it is logged once, not per reconnect.
     logged_tracks: Mutex<String>,
+    /// Whether G.711 audio is set up (for the transcoder) or left out.
+    transcode_audio: bool,
 }
 
 impl RetinaOpener {
     /// Takes the credentials out of the URL (retina sends them only when asked).
-    pub fn new(config: &CameraConfig) -> Result<RetinaOpener, String> {
+    /// `transcode_audio`: set up G.711 audio for the AAC transcoder (else it is left out).
+    pub fn new(config: &CameraConfig, transcode_audio: bool) -> Result<RetinaOpener, String> {
         let mut url = url::Url::parse(&config.url).map_err(|e| e.to_string())?;
         let creds = (!url.username().is_empty()).then(|| Credentials {
             username: percent_decode(url.username()),
@@ -54,6 +57,7 @@ impl RetinaOpener {
             transport: config.transport,
             group: Arc::new(SessionGroup::default().named(config.name.clone())),
             logged_tracks: Mutex::new(String::new()),
+            transcode_audio,
         })
     }
 }
@@ -122,10 +126,16 @@ impl Opener for RetinaOpener {
                                 asc: Bytes::copy_from_slice(a.extra_data()),
                             }
                         }
-                        ("pcma" | "pcmu", _) => AudioHandling::NeedsTranscode {
-                            encoding: enc.to_owned(),
-                            clock_rate: s.clock_rate_hz(),
-                            channels: s.channels().map_or(1, |c| c.get()),
+                        ("pcma" | "pcmu", _) if self.transcode_audio => {
+                            audio = Some(i);
+                            AudioHandling::NeedsTranscode {
+                                encoding: enc.to_owned(),
+                                clock_rate: s.clock_rate_hz(),
+                                channels: s.channels().map_or(1, |c| c.get()),
+                            }
+                        }
+                        ("pcma" | "pcmu", _) => AudioHandling::Unsupported {
+                            encoding: format!("{enc} ([audio] transcode = \"off\")"),
                         },
                         (enc, _) => AudioHandling::Unsupported {
                             encoding: if enc == "mpeg4-generic" {

@@ -16,7 +16,8 @@ use super::backoff::Backoff;
 use super::config::CameraConfig;
 use super::ingest::{AudioHandling, Ingest, IngestError, IngestStats, SessionInfo, Unit};
 use crate::hub::{Hub, HubError, PublisherHandle, SourceKind};
-use crate::media::Frame;
+use crate::media::{self, Frame, MediaKind};
+use crate::transcode::{AudioStage, InputCodec, InputFormat, TranscodedAudio};
 use crate::pages::StreamWriter;
 
 /// Why a session could not be opened or ended. Messages come from retina and carry the RTSP
@@ -166,6 +167,8 @@ pub struct Camera<O: Opener> {
     pub hub: Hub,
     pub writer: StreamWriter,
     pub status: SharedStatus,
+    /// Where G.711 audio goes to become AAC (kept across sessions).
+    pub audio: AudioStage,
     /// Jitter seed (tests fix it).
     pub seed: u64,
 }
@@ -290,7 +293,9 @@ impl<O: Opener> Camera<O> {
         last_audio: &mut Option<AudioHandling>,
         shutdown: &CancellationToken,
     ) -> End {
-        let cfg = &self.config;
+        // A copy, so that `self` stays free for the transcoder and the writer in the loop.
+        let config = self.config.clone();
+        let cfg = &config;
         let name = cfg.name.as_str();
         let started = Instant::now();
         let key_deadline = started + Duration::from_secs_f64(cfg.connect_timeout_s);
@@ -318,7 +323,7 @@ impl<O: Opener> Camera<O> {
             let what = describe_audio(&info.audio);
             match &info.audio {
                 AudioHandling::NeedsTranscode { encoding, .. } => {
-                    warn!(camera = %name, audio = %encoding, "camera audio is not playable over RTMP; publishing video only until transcoding is available")
+                    info!(camera = %name, audio = %encoding, video = info.video, "camera tracks; audio transcoded to AAC")
                 }
                 AudioHandling::Unsupported { encoding } => {
                     warn!(camera = %name, audio = %encoding, "camera audio codec unsupported; publishing video only")
@@ -335,6 +340,22 @@ impl<O: Opener> Camera<O> {
         if let Err(end) = push_all(publisher, &mut out) {
             return end;
         }
+        let transcode = match &info.audio {
+            AudioHandling::NeedsTranscode {
+                encoding,
+                clock_rate,
+                channels,
+            } => Some(InputFormat {
+                codec: if encoding == "pcmu" {
+                    InputCodec::Pcmu
+                } else {
+                    InputCodec::Pcma
+                },
+                sample_rate: *clock_rate,
+                channels: (*channels).clamp(1, 2) as u8,
+            }),
+            _ => None,
+        };
         let mut worked = false;
         let mut linger_until: Option<Instant> = None;
         loop {
@@ -368,6 +389,12 @@ impl<O: Opener> Camera<O> {
                     };
                     continue;
                 }
+                aac = self.audio.recv() => {
+                    if let Err(end) = self.push_transcoded(publisher, aac, ingest) {
+                        return end;
+                    }
+                    continue;
+                }
                 r = tokio::time::timeout(stall, session.next_unit()) => r,
             };
             let unit = match unit {
@@ -382,6 +409,16 @@ impl<O: Opener> Camera<O> {
                 Ok(Err(e)) => return failed(e, worked),
                 Ok(Ok(None)) => return failed(RtspError::Ended, worked),
                 Ok(Ok(Some(u))) => u,
+            };
+            let unit = match (unit, transcode) {
+                (Unit::Audio(a), Some(input)) => {
+                    // G.711 goes to the transcoder; its AAC comes back through `recv` above.
+                    if let Some(ts) = ingest.timestamp_of(a.elapsed_ms) {
+                        self.audio.offer_packet(input, a.data, ts);
+                    }
+                    continue;
+                }
+                (unit, _) => unit,
             };
             if let Err(e) = ingest.push(unit, &mut self.writer, &mut out) {
                 return failed(e.into(), worked);
@@ -408,6 +445,37 @@ impl<O: Opener> Camera<O> {
                         false,
                     );
                 }
+            }
+        }
+    }
+}
+
+impl<O: Opener> Camera<O> {
+    /// AAC from the camera's audio transcoder: into the stream's pages, then to the hub.
+    fn push_transcoded(
+        &mut self,
+        publisher: &mut PublisherHandle,
+        aac: TranscodedAudio,
+        ingest: &mut Ingest,
+    ) -> Result<(), End> {
+        let (written, timestamp) = match &aac {
+            TranscodedAudio::SequenceHeader(asc) => (
+                media::aac_sequence_header(&mut self.writer, asc),
+                ingest.timestamp_of(0).unwrap_or(0),
+            ),
+            TranscodedAudio::Frame { data, timestamp } => {
+                (media::aac_body(&mut self.writer, data), *timestamp)
+            }
+        };
+        let frame = written
+            .map_err(|e| e.to_string())
+            .and_then(|m| Frame::from_tag_body(MediaKind::Audio, timestamp, m).map_err(|e| e.to_string()));
+        match frame {
+            Ok(frame) => push_all(publisher, &mut vec![frame]),
+            Err(e) => {
+                publisher.count_ingest_drop();
+                debug!(camera = %self.config.name, error = %e, "transcoded audio dropped");
+                Ok(())
             }
         }
     }

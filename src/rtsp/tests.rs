@@ -167,6 +167,11 @@ fn rig(config: CameraConfig, plans: Vec<Plan>, last: Plan) -> Rig {
     let log = Arc::new(Mutex::new(Log::default()));
     let camera = Camera {
         writer: pool.writer(&config.name, 64 << 20),
+        audio: crate::transcode::AudioStage::new(
+            &config.name,
+            &crate::transcode::AudioConfig::default(),
+            crate::http::StatusBoard::default(),
+        ),
         config,
         opener: FakeOpener {
             plans: Mutex::new(plans.into()),

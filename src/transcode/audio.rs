@@ -81,6 +81,11 @@ pub struct AudioStage {
 }
 
 impl AudioStage {
+    /// Whether this stream's policy transcodes (`[audio]`, with its per-stream overrides).
+    pub fn transcodes(&self) -> bool {
+        self.policy == AudioPolicy::Aac
+    }
+
     pub fn new(stream: &str, config: &AudioConfig, board: StatusBoard) -> AudioStage {
         AudioStage {
             stream: stream.to_owned(),
@@ -104,10 +109,16 @@ impl AudioStage {
             }
             return Offer::Pass;
         };
+        self.offer_packet(input, body.slice(1..), timestamp)
+    }
+
+    /// Routes one packet of a codec players cannot use (an RTP payload of a camera's G.711,
+    /// say): transcoded unless the stream's policy is `off`, which returns [`Offer::Pass`].
+    pub fn offer_packet(&mut self, input: InputFormat, packet: Bytes, timestamp: u32) -> Offer {
         if self.policy == AudioPolicy::Off {
             if !self.passthrough_logged {
                 self.passthrough_logged = true;
-                info!(stream = %self.stream, codec = ?input.codec, "audio passed through untranscoded ([audio] transcode = \"off\")");
+                info!(stream = %self.stream, codec = ?input.codec, "audio not transcoded ([audio] transcode = \"off\")");
             }
             return Offer::Pass;
         }
@@ -116,7 +127,6 @@ impl AudioStage {
             self.worker = Some(spawn(&self.stream, input, self.output));
         }
         let worker = self.worker.as_ref().expect("just made");
-        let packet = body.slice(1..);
         let len = packet.len();
         let over = worker.shared.queued_bytes.load(Ordering::Relaxed) + len > QUEUE_BYTES;
         let sent = if over {

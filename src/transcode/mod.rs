@@ -11,6 +11,7 @@
 mod audio;
 
 pub use audio::{AudioStage, Offer, TranscodedAudio};
+pub use codecs::{InputCodec, InputFormat};
 
 use std::collections::BTreeMap;
 
