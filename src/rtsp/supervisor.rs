@@ -17,8 +17,8 @@ use super::config::CameraConfig;
 use super::ingest::{AudioHandling, Ingest, IngestError, IngestStats, SessionInfo, Unit};
 use crate::hub::{Hub, HubError, PublisherHandle, SourceKind};
 use crate::media::{self, Frame, MediaKind};
-use crate::transcode::{AudioStage, InputCodec, InputFormat, TranscodedAudio};
 use crate::pages::StreamWriter;
+use crate::transcode::{AudioStage, InputCodec, InputFormat, TranscodedAudio};
 
 /// Why a session could not be opened or ended. Messages come from retina and carry the RTSP
 /// status (401, 404, ...) and the connection context.
@@ -467,9 +467,9 @@ impl<O: Opener> Camera<O> {
                 (media::aac_body(&mut self.writer, data), *timestamp)
             }
         };
-        let frame = written
-            .map_err(|e| e.to_string())
-            .and_then(|m| Frame::from_tag_body(MediaKind::Audio, timestamp, m).map_err(|e| e.to_string()));
+        let frame = written.map_err(|e| e.to_string()).and_then(|m| {
+            Frame::from_tag_body(MediaKind::Audio, timestamp, m).map_err(|e| e.to_string())
+        });
         match frame {
             Ok(frame) => push_all(publisher, &mut vec![frame]),
             Err(e) => {
