@@ -112,11 +112,13 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Starte
     }
     let cameras = crate::rtsp::spawn_cameras(
         &config.camera,
-        &hub,
-        &pool,
-        config.pages.stream_budget_bytes,
-        &config.audio,
-        &status,
+        &crate::rtsp::CameraEnv {
+            hub: &hub,
+            pool: &pool,
+            stream_budget_bytes: config.pages.stream_budget_bytes,
+            audio: &config.audio,
+            board: &status,
+        },
         &shutdown,
         &mut sources,
     )

@@ -63,18 +63,31 @@ impl std::fmt::Debug for Cameras {
     }
 }
 
+/// What every camera supervisor publishes into and reports to.
+pub struct CameraEnv<'a> {
+    pub hub: &'a Hub,
+    pub pool: &'a PagePool,
+    /// Page budget of each camera's stream.
+    pub stream_budget_bytes: u64,
+    pub audio: &'a crate::transcode::AudioConfig,
+    pub board: &'a crate::http::StatusBoard,
+}
+
 /// Spawns one supervisor per camera into `tasks`; they end when `shutdown` is cancelled
 /// (with a TEARDOWN) or the hub shuts down.
 pub fn spawn_cameras(
     configs: &[CameraConfig],
-    hub: &Hub,
-    pool: &PagePool,
-    stream_budget_bytes: u64,
-    audio: &crate::transcode::AudioConfig,
-    board: &crate::http::StatusBoard,
+    env: &CameraEnv<'_>,
     shutdown: &CancellationToken,
     tasks: &mut JoinSet<()>,
 ) -> Result<Cameras, String> {
+    let CameraEnv {
+        hub,
+        pool,
+        stream_budget_bytes,
+        audio,
+        board,
+    } = *env;
     let mut list = Vec::with_capacity(configs.len());
     for (i, config) in configs.iter().enumerate() {
         let stage = crate::transcode::AudioStage::new(&config.name, audio, board.clone());
