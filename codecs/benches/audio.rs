@@ -7,25 +7,8 @@
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
+use codecs::test_input::speex_fixture;
 use codecs::{AudioTranscoder, InputCodec, InputFormat, OutputConfig};
-
-fn speex_packets() -> Vec<Vec<u8>> {
-    let flv = std::fs::read(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../fixtures/h264-speex16k.flv"
-    ))
-    .expect("fixture");
-    let mut at = u32::from_be_bytes(flv[5..9].try_into().unwrap()) as usize + 4;
-    let mut out = Vec::new();
-    while at + 11 <= flv.len() {
-        let size = u32::from_be_bytes([0, flv[at + 1], flv[at + 2], flv[at + 3]]) as usize;
-        if flv[at] == 8 && size > 1 {
-            out.push(flv[at + 12..at + 11 + size].to_vec());
-        }
-        at += 11 + size + 4;
-    }
-    out
-}
 
 /// 10 s of 1 kHz at 8 kHz, A-law, 20 ms packets (encoded with G.191's rule).
 fn alaw_packets() -> Vec<Vec<u8>> {
@@ -71,7 +54,7 @@ fn run(input: InputFormat, packets: &[Vec<u8>]) -> usize {
 }
 
 fn bench(c: &mut Criterion) {
-    let speex = speex_packets();
+    let speex: Vec<Vec<u8>> = speex_fixture().into_iter().map(|t| t.packet).collect();
     let alaw = alaw_packets();
     assert_eq!((speex.len(), alaw.len()), (500, 500));
     let pcma = InputFormat {

@@ -3,6 +3,7 @@
 //!
 //! `cargo run --release -p codecs --example transcoder_churn -- [cycles] [packets per cycle]`
 
+use codecs::test_input::speex_fixture;
 use codecs::{AudioTranscoder, InputCodec, InputFormat, OutputConfig};
 
 fn rss_kib() -> u64 {
@@ -12,24 +13,6 @@ fn rss_kib() -> u64 {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .expect("VmRSS line")
-}
-
-fn speex_packets() -> Vec<Vec<u8>> {
-    let flv = std::fs::read(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../fixtures/h264-speex16k.flv"
-    ))
-    .expect("fixture");
-    let mut at = u32::from_be_bytes(flv[5..9].try_into().unwrap()) as usize + 4;
-    let mut out = Vec::new();
-    while at + 11 <= flv.len() {
-        let size = u32::from_be_bytes([0, flv[at + 1], flv[at + 2], flv[at + 3]]) as usize;
-        if flv[at] == 8 && size > 1 {
-            out.push(flv[at + 12..at + 11 + size].to_vec());
-        }
-        at += 11 + size + 4;
-    }
-    out
 }
 
 fn cycle(input: InputFormat, packets: &[Vec<u8>], n: usize) -> u64 {
@@ -52,7 +35,7 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let cycles: usize = args.next().map_or(1000, |a| a.parse().expect("cycles"));
     let per_cycle: usize = args.next().map_or(25, |a| a.parse().expect("packets"));
-    let speex = speex_packets();
+    let speex: Vec<Vec<u8>> = speex_fixture().into_iter().map(|t| t.packet).collect();
     let pcma = vec![vec![0xd5u8; 160]];
     let g711 = InputFormat {
         codec: InputCodec::Pcma,

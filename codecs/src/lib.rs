@@ -18,6 +18,8 @@ pub mod aac;
 pub mod g711;
 pub mod resample;
 pub mod speex;
+#[doc(hidden)]
+pub mod test_input;
 pub mod transcode;
 
 pub use transcode::{

@@ -2,6 +2,7 @@
 //! VmRSS): 1000 transcoders of each input kind must not grow RSS by more than 1 MiB.
 //! One test in its own binary, so no other test allocates while it measures.
 
+use codecs::test_input::speex_fixture;
 use codecs::{AudioTranscoder, InputCodec, InputFormat, OutputConfig};
 
 fn rss_kib() -> i64 {
@@ -11,24 +12,6 @@ fn rss_kib() -> i64 {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap()
-}
-
-fn speex_packets() -> Vec<Vec<u8>> {
-    let flv = std::fs::read(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../fixtures/h264-speex16k.flv"
-    ))
-    .unwrap();
-    let mut at = u32::from_be_bytes(flv[5..9].try_into().unwrap()) as usize + 4;
-    let mut out = Vec::new();
-    while at + 11 <= flv.len() {
-        let size = u32::from_be_bytes([0, flv[at + 1], flv[at + 2], flv[at + 3]]) as usize;
-        if flv[at] == 8 && size > 1 {
-            out.push(flv[at + 12..at + 11 + size].to_vec());
-        }
-        at += 11 + size + 4;
-    }
-    out
 }
 
 fn cycle(input: InputFormat, packets: &[Vec<u8>]) -> usize {
@@ -50,7 +33,11 @@ fn cycle(input: InputFormat, packets: &[Vec<u8>]) -> usize {
 #[test]
 fn thousand_transcoders_each_kind_do_not_grow_rss() {
     // 10 packets (200 ms) per transcoder, plus a corrupt one: every path allocates.
-    let mut speex: Vec<Vec<u8>> = speex_packets().into_iter().take(10).collect();
+    let mut speex: Vec<Vec<u8>> = speex_fixture()
+        .into_iter()
+        .map(|t| t.packet)
+        .take(10)
+        .collect();
     speex.push(vec![0x60; 40]);
     let mut pcma = vec![vec![0xd5u8; 160]; 10];
     pcma.push(vec![0xd5; 3]);

@@ -4,40 +4,15 @@
 //! with the input's duration ± 2%. Needs `ffmpeg` on PATH (test.sh installs it).
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use codecs::{AacFrame, AudioTranscoder, InputCodec, InputFormat, OutputConfig};
 
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../fixtures")
-        .join(name)
-}
-
-/// Audio tags of an FLV file: (timestamp ms, sound format, body after the 1-byte header).
-fn flv_audio_tags(flv: &[u8]) -> Vec<(u64, u8, Vec<u8>)> {
-    assert_eq!(&flv[..3], b"FLV");
-    let mut at = u32::from_be_bytes(flv[5..9].try_into().unwrap()) as usize + 4;
-    let mut tags = Vec::new();
-    while at + 11 <= flv.len() {
-        let h = &flv[at..at + 11];
-        let size = u32::from_be_bytes([0, h[1], h[2], h[3]]) as usize;
-        let ts = u32::from_be_bytes([h[7], h[4], h[5], h[6]]) as u64;
-        let body = &flv[at + 11..at + 11 + size];
-        if h[0] == 8 && !body.is_empty() {
-            tags.push((ts, body[0] >> 4, body[1..].to_vec()));
-        }
-        at += 11 + size + 4;
-    }
-    tags
-}
-
 fn speex_packets() -> Vec<(u64, Vec<u8>)> {
-    let flv = std::fs::read(fixture("h264-speex16k.flv")).unwrap();
-    let tags = flv_audio_tags(&flv);
-    assert!(tags.iter().all(|t| t.1 == 11), "all Speex");
-    tags.into_iter().map(|(ts, _, p)| (ts, p)).collect()
+    codecs::test_input::speex_fixture()
+        .into_iter()
+        .map(|t| (u64::from(t.timestamp_ms), t.packet))
+        .collect()
 }
 
 /// 10 s of 1 kHz at 8 kHz encoded by ffmpeg as `format` (alaw / mulaw), in 20 ms packets.

@@ -321,27 +321,16 @@ fn run(
 mod tests {
     use super::*;
 
+    /// The fixture's Speex tags as FLV tag bodies (header byte included), with timestamps.
     fn speex_packets() -> Vec<(Bytes, u32)> {
-        // The Speex tags of the committed fixture (FLV: 9-byte header + 4-byte size, then tags
-        // of an 11-byte header, a body and a 4-byte back pointer).
-        let flv = std::fs::read(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/fixtures/h264-speex16k.flv"
-        ))
-        .unwrap();
-        let mut at = 13;
-        let mut out = Vec::new();
-        while at + 11 <= flv.len() {
-            let kind = flv[at];
-            let size = u32::from_be_bytes([0, flv[at + 1], flv[at + 2], flv[at + 3]]) as usize;
-            let ts = u32::from_be_bytes([flv[at + 7], flv[at + 4], flv[at + 5], flv[at + 6]]);
-            let body = &flv[at + 11..at + 11 + size];
-            if kind == 8 {
-                out.push((Bytes::copy_from_slice(body), ts));
-            }
-            at += 11 + size + 4;
-        }
-        out
+        codecs::test_input::speex_fixture()
+            .into_iter()
+            .map(|t| {
+                let mut body = vec![t.header];
+                body.extend_from_slice(&t.packet);
+                (Bytes::from(body), t.timestamp_ms)
+            })
+            .collect()
     }
 
     #[tokio::test]
