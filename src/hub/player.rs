@@ -515,6 +515,36 @@ impl PlayerSubscription {
         }
     }
 
+    /// Moves queued items into `out` (appending, in order) until their payload bytes reach
+    /// `max_bytes` or the queue is empty: one lock for a whole batch. Returns false once the
+    /// subscription has ended (as [`TryNext::Ended`]) and nothing more was taken.
+    pub fn try_take(&mut self, out: &mut Vec<PlayerItem>, max_bytes: usize) -> bool {
+        let mut taken = 0;
+        let mut q = self.shared.lock();
+        while taken < max_bytes {
+            match q.pop() {
+                Ok(Some(item)) => {
+                    let item = match item {
+                        PlayerItem::Frame(mut f) => {
+                            taken += f.payload.len();
+                            f.timestamp = self.rebaser.map(f.timestamp);
+                            PlayerItem::Frame(f)
+                        }
+                        PlayerItem::PublishStarted { .. } => {
+                            self.rebaser.publish_started();
+                            item
+                        }
+                        other => other,
+                    };
+                    out.push(item);
+                }
+                Ok(None) => break,
+                Err(()) => return !out.is_empty(),
+            }
+        }
+        true
+    }
+
     pub fn stats(&self) -> PlayerStats {
         self.shared.lock().stats()
     }

@@ -158,6 +158,34 @@ impl ChunkWriter {
     /// Errors (and queues nothing) if the payload exceeds the 24-bit RTMP length or the csid is
     /// outside 2..=65599.
     pub fn queue(&mut self, header: MessageHeader, payload: Payload<'_>) -> Result<(), RtmpError> {
+        match payload {
+            Payload::Shared(m) => self.queue_message(header, m.clone()),
+            Payload::Inline(_) => self.queue_inner(header, payload),
+        }
+    }
+
+    /// Like [`ChunkWriter::queue`] with [`Payload::Shared`], taking the caller's handle instead
+    /// of cloning it: on the fan-out path every clone is an atomic increment (and its drop a
+    /// decrement) on a cache line that all players' threads share.
+    pub fn queue_message(
+        &mut self,
+        header: MessageHeader,
+        message: Message,
+    ) -> Result<(), RtmpError> {
+        self.queue_inner(header, Payload::Shared(&message))?;
+        if !message.is_empty() {
+            self.messages.push_back(message);
+        }
+        Ok(())
+    }
+
+    /// Queues the chunks of one message; shared payloads are referenced as the next entry of
+    /// `messages`, which the caller pushes after success.
+    fn queue_inner(
+        &mut self,
+        header: MessageHeader,
+        payload: Payload<'_>,
+    ) -> Result<(), RtmpError> {
         let len = payload.len();
         if len > MAX_RTMP_MESSAGE_LEN {
             return Err(RtmpError::Output {
@@ -237,11 +265,6 @@ impl ChunkWriter {
                 break;
             }
             self.push_own(&cont[..cn]);
-        }
-        if let Payload::Shared(m) = payload {
-            if len > 0 {
-                self.messages.push_back(m.clone());
-            }
         }
         let p = Prev {
             timestamp: header.timestamp,
