@@ -177,6 +177,9 @@ impl Class {
     }
 }
 
+/// Entry capacity above which a drained queue gives its memory back.
+const SHRINK_ABOVE: usize = 64;
+
 /// The queue cost of a `PublishStarted`/`PublishStopped` marker.
 const MARKER_BYTES: usize = 64;
 
@@ -360,6 +363,10 @@ impl PlayerQueue {
 
     /// The next item, `Ok(None)` if none is queued yet, `Err(())` once the queue has ended.
     pub(crate) fn pop(&mut self) -> Result<Option<PlayerItem>, ()> {
+        if self.items.is_empty() && self.items.capacity() > SHRINK_ABOVE {
+            // Drained after a burst (the GOP at join): steady state needs a few entries.
+            self.items.shrink_to(SHRINK_ABOVE / 4);
+        }
         match self.items.pop_front() {
             Some(e) => {
                 self.bytes -= e.bytes;

@@ -29,6 +29,8 @@ pub const DEFAULT_CHUNK_SIZE: u32 = 128;
 const EXTENDED: u32 = 0xFF_FFFF;
 /// Compact the header buffer once this many consumed bytes sit at its front.
 const COMPACT_AT: usize = 64 * 1024;
+/// Segment capacity above which a drained writer shrinks its buffers.
+const SHRINK_ABOVE: usize = 64;
 
 /// The header fields of one outgoing message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -377,6 +379,15 @@ impl ChunkWriter {
             self.bytes.clear();
             self.bytes_base = 0;
             self.front_done = 0;
+            // A burst (a new player's GOP) grows these; steady output needs a few entries.
+            // Give the memory back once drained, so a thousand idle-ish players stay small.
+            if self.segments.capacity() > SHRINK_ABOVE {
+                self.segments.shrink_to(SHRINK_ABOVE / 4);
+                self.messages.shrink_to(SHRINK_ABOVE / 4);
+            }
+            if self.bytes.capacity() > 16 * SHRINK_ABOVE {
+                self.bytes.shrink_to(4 * SHRINK_ABOVE);
+            }
         } else if self.bytes.len() > COMPACT_AT {
             self.compact();
         }

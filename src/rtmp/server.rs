@@ -33,6 +33,8 @@ pub const APP: &str = "live";
 const OUTPUT_HIGH: usize = 256 * 1024;
 /// Pending output at which a player's merged write goes out without waiting for the delay.
 const FLUSH_BYTES: usize = 64 * 1024;
+/// A publisher's read buffer.
+const READ_BUF: usize = 64 * 1024;
 /// Linux's IOV_MAX: the most slices one writev takes.
 const MAX_IOV: usize = 1024;
 /// How long a closing connection may take to flush its last bytes.
@@ -237,7 +239,9 @@ impl Connection {
     }
 
     async fn drive(&mut self) -> Result<End, End> {
-        let mut buf = vec![0u8; 64 * 1024];
+        // Players and idle connections read little (commands, acknowledgements); a publisher's
+        // buffer grows to READ_BUF when it starts publishing.
+        let mut buf = vec![0u8; 1024];
         // One timer for the flush tick and the deadlines, reset only when it must fire earlier
         // or has fired (firing early is harmless: the checks are idempotent). One cancellation
         // future for the whole connection. Re-creating either on every loop turn cost a timer
@@ -290,7 +294,8 @@ impl Connection {
             let write_now = pending > 0 && (pending >= FLUSH_BYTES || due);
             // Wait for items only with no flush scheduled; a scheduled flush takes them.
             let wait_items = playing && self.flush_at.is_none();
-            let mut wake = self.deadline();
+            let deadline = self.deadline();
+            let mut wake = deadline;
             if let Some(t) = self.flush_at.filter(|_| !write_now) {
                 wake = wake.min(t);
             }
@@ -306,6 +311,9 @@ impl Connection {
                 }
                 ready = self.socket.readable() => {
                     ready?;
+                    if buf.len() < READ_BUF && matches!(self.role, Role::Publishing(_)) {
+                        buf.resize(READ_BUF, 0);
+                    }
                     match self.socket.try_read(&mut buf) {
                         Ok(0) => return Ok(End::PeerClosed),
                         Ok(n) => {
@@ -330,7 +338,12 @@ impl Connection {
                         return Ok(End::Shutdown);
                     }
                 }
-                _ = &mut timer, if !timer.is_elapsed() => self.check_deadlines()?,
+                _ = &mut timer, if !timer.is_elapsed() => {
+                    // Most turns are flush ticks; the deadlines are checked when one is due.
+                    if timer.deadline() >= deadline {
+                        self.check_deadlines()?;
+                    }
+                }
             }
         }
     }
@@ -712,6 +725,9 @@ impl Connection {
                 }
             }
             if let Role::Playing(p) = &mut self.role {
+                if batch.capacity() > 64 {
+                    batch = Vec::new(); // after the join burst; steady batches are a few items
+                }
                 p.batch = batch;
             }
             result?;
