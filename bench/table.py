@@ -33,7 +33,8 @@ def main(path):
         x, y = a.get(key), b.get(key)
         if x is None or y is None or y == 0:
             return "-"
-        return f"{x / y:.2f}"
+        v = x / y
+        return f"{v:.2f}" if v >= 0.01 else f"{v:.1e}"
 
     for (fix, n), p in pairs.items():
         if "moment" not in p or "nginx" not in p:

@@ -1,6 +1,8 @@
 //! `moment-bench`: an RTMP load client. N players on one URL, in one process, that read and
 //! discard, counting per player: bytes, messages, time to the first video frame and to the first
-//! keyframe, stalls (no data for more than 1 s) and video timestamp jumps (frames dropped).
+//! keyframe, stalls (no data for more than 1 s once media flows) and video timestamp jumps
+//! (frames dropped). A player is "complete" when it stayed connected, got video, never stalled,
+//! saw no timestamp jump and is at most 2 s behind the stream at the end.
 //!
 //! With `--server-pid`, it also measures the server: CPU seconds (utime + stime) of the whole
 //! process tree over the window, and resident memory (sum of VmRSS over the tree) idle before
@@ -93,6 +95,8 @@ struct PlayerReport {
     connected_s: f64,
     /// When data last arrived, from the start of the TCP connect.
     last_read_ms: Option<f64>,
+    /// When the first stall ended, from the start of the TCP connect.
+    first_stall_ms: Option<f64>,
 }
 
 struct Url {
@@ -140,7 +144,7 @@ fn main() -> anyhow::Result<()> {
 
 async fn run(args: Args, url: Arc<Url>) -> anyhow::Result<()> {
     let pid = args.server_pid;
-    let idle = pid.map(|p| ProcTree::sample(p)).transpose()?;
+    let idle = pid.map(ProcTree::sample).transpose()?;
     let peak = Arc::new(std::sync::atomic::AtomicU64::new(
         idle.as_ref().map_or(0, |s| s.rss_kb),
     ));
@@ -183,7 +187,7 @@ async fn run(args: Args, url: Arc<Url>) -> anyhow::Result<()> {
         }));
     }
     tokio::time::sleep_until(end.into()).await;
-    let after = pid.map(|p| ProcTree::sample(p)).transpose()?;
+    let after = pid.map(ProcTree::sample).transpose()?;
     let window = start.elapsed().as_secs_f64();
     let mut reports = Vec::with_capacity(handles.len());
     for h in handles {
@@ -208,7 +212,9 @@ fn stalled_set(n: usize, fraction: f64) -> Vec<bool> {
 /// Closes a report at the end of the window: the final silence counts as a stall.
 fn finish(r: &mut PlayerReport, t0: Instant, now: Instant, args: &Args) {
     r.connected_s = now.duration_since(t0).as_secs_f64();
-    if let (Some(last), None, false) = (r.last_read_ms, &r.ended, r.stalled_by_design) {
+    let media = r.audio + r.video > 0;
+    if let (Some(last), None, false, true) = (r.last_read_ms, &r.ended, r.stalled_by_design, media)
+    {
         let silence = r.connected_s * 1000.0 - last;
         r.max_gap_ms = r.max_gap_ms.max(silence);
         if silence > args.stall_ms as f64 {
@@ -335,11 +341,14 @@ async fn play(
         if n == 0 {
             bail!("closed by the server");
         }
-        if let Some(last) = last_read {
+        // Stalls count once media flows; the wait before it is the time to the first frame.
+        if let (Some(last), true) = (last_read, r.audio + r.video > 0) {
             let gap = now.duration_since(last);
             r.max_gap_ms = r.max_gap_ms.max(gap.as_secs_f64() * 1000.0);
             if gap > stall {
                 r.stalls += 1;
+                r.first_stall_ms
+                    .get_or_insert(now.duration_since(t0).as_secs_f64() * 1000.0);
             }
         }
         last_read = Some(now);
@@ -663,6 +672,10 @@ fn summarize(
     ttfk.sort_by(f64::total_cmp);
     let mut lag: Vec<f64> = active.iter().filter_map(|r| r.lag_ms).collect();
     lag.sort_by(f64::total_cmp);
+    let mut first_stall: Vec<f64> = active.iter().filter_map(|r| r.first_stall_ms).collect();
+    first_stall.sort_by(f64::total_cmp);
+    let mut max_gap: Vec<f64> = active.iter().map(|r| r.max_gap_ms).collect();
+    max_gap.sort_by(f64::total_cmp);
     let mut errors: HashMap<&str, usize> = HashMap::new();
     for r in &active {
         if let Some(e) = &r.ended {
@@ -692,6 +705,14 @@ fn summarize(
         f(percentile(&lag, 0.5)),
         f(lag.last().copied()),
     );
+    println!(
+        "longest gap between reads ms: median {} p99 {} max {} | first stall at ms: median {} min {}",
+        f(percentile(&max_gap, 0.5)),
+        f(percentile(&max_gap, 0.99)),
+        f(max_gap.last().copied()),
+        f(percentile(&first_stall, 0.5)),
+        f(first_stall.first().copied()),
+    );
     for (e, count) in &errors {
         println!("  {count} players ended: {e}");
     }
@@ -717,6 +738,7 @@ fn summarize(
         "ttfk_median_ms": percentile(&ttfk, 0.5),
         "ttfk_p99_ms": percentile(&ttfk, 0.99),
         "lag_median_ms": percentile(&lag, 0.5),
+        "max_gap_p99_ms": percentile(&max_gap, 0.99),
     });
     if let Some((idle, after, peak_kb)) = server {
         let cpu = after.cpu_s - idle.cpu_s;
