@@ -62,7 +62,7 @@ impl Default for RtmpConfig {
             handshake_timeout_s: 10,
             idle_timeout_s: 30,
             send_timeout_s: 20,
-            write_delay_ms: 10,
+            write_delay_ms: 40,
             publish_key: None,
         }
     }

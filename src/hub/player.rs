@@ -185,6 +185,9 @@ impl Class {
     }
 }
 
+/// Entry capacity above which a drained queue gives its memory back.
+const SHRINK_ABOVE: usize = 64;
+
 /// The queue cost of a `PublishStarted`/`PublishStopped` marker.
 const MARKER_BYTES: usize = 64;
 
@@ -403,6 +406,10 @@ impl PlayerQueue {
 
     /// The next item, `Ok(None)` if none is queued yet, `Err(())` once the queue has ended.
     pub(crate) fn pop(&mut self) -> Result<Option<PlayerItem>, ()> {
+        if self.items.is_empty() && self.items.capacity() > SHRINK_ABOVE {
+            // Drained after a burst (the GOP at join): steady state needs a few entries.
+            self.items.shrink_to(SHRINK_ABOVE / 4);
+        }
         match self.items.pop_front() {
             Some(e) => {
                 self.bytes -= e.bytes;
@@ -575,6 +582,36 @@ impl PlayerSubscription {
             Ok(None) => TryNext::Empty,
             Err(()) => TryNext::Ended,
         }
+    }
+
+    /// Moves queued items into `out` (appending, in order) until their payload bytes reach
+    /// `max_bytes` or the queue is empty: one lock for a whole batch. Returns false once the
+    /// subscription has ended (as [`TryNext::Ended`]) and nothing more was taken.
+    pub fn try_take(&mut self, out: &mut Vec<PlayerItem>, max_bytes: usize) -> bool {
+        let mut taken = 0;
+        let mut q = self.shared.lock();
+        while taken < max_bytes {
+            match q.pop() {
+                Ok(Some(item)) => {
+                    let item = match item {
+                        PlayerItem::Frame(mut f) => {
+                            taken += f.payload.len();
+                            f.timestamp = self.rebaser.map(f.kind, f.timestamp);
+                            PlayerItem::Frame(f)
+                        }
+                        PlayerItem::PublishStarted { .. } => {
+                            self.rebaser.publish_started();
+                            item
+                        }
+                        other => other,
+                    };
+                    out.push(item);
+                }
+                Ok(None) => break,
+                Err(()) => return !out.is_empty(),
+            }
+        }
+        true
     }
 
     pub fn stats(&self) -> PlayerStats {

@@ -29,6 +29,8 @@ pub const DEFAULT_CHUNK_SIZE: u32 = 128;
 const EXTENDED: u32 = 0xFF_FFFF;
 /// Compact the header buffer once this many consumed bytes sit at its front.
 const COMPACT_AT: usize = 64 * 1024;
+/// Segment capacity above which a drained writer shrinks its buffers.
+const SHRINK_ABOVE: usize = 64;
 
 /// The header fields of one outgoing message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,6 +160,34 @@ impl ChunkWriter {
     /// Errors (and queues nothing) if the payload exceeds the 24-bit RTMP length or the csid is
     /// outside 2..=65599.
     pub fn queue(&mut self, header: MessageHeader, payload: Payload<'_>) -> Result<(), RtmpError> {
+        match payload {
+            Payload::Shared(m) => self.queue_message(header, m.clone()),
+            Payload::Inline(_) => self.queue_inner(header, payload),
+        }
+    }
+
+    /// Like [`ChunkWriter::queue`] with [`Payload::Shared`], taking the caller's handle instead
+    /// of cloning it: on the fan-out path every clone is an atomic increment (and its drop a
+    /// decrement) on a cache line that all players' threads share.
+    pub fn queue_message(
+        &mut self,
+        header: MessageHeader,
+        message: Message,
+    ) -> Result<(), RtmpError> {
+        self.queue_inner(header, Payload::Shared(&message))?;
+        if !message.is_empty() {
+            self.messages.push_back(message);
+        }
+        Ok(())
+    }
+
+    /// Queues the chunks of one message; shared payloads are referenced as the next entry of
+    /// `messages`, which the caller pushes after success.
+    fn queue_inner(
+        &mut self,
+        header: MessageHeader,
+        payload: Payload<'_>,
+    ) -> Result<(), RtmpError> {
         let len = payload.len();
         if len > MAX_RTMP_MESSAGE_LEN {
             return Err(RtmpError::Output {
@@ -237,11 +267,6 @@ impl ChunkWriter {
                 break;
             }
             self.push_own(&cont[..cn]);
-        }
-        if let Payload::Shared(m) = payload {
-            if len > 0 {
-                self.messages.push_back(m.clone());
-            }
         }
         let p = Prev {
             timestamp: header.timestamp,
@@ -354,6 +379,15 @@ impl ChunkWriter {
             self.bytes.clear();
             self.bytes_base = 0;
             self.front_done = 0;
+            // A burst (a new player's GOP) grows these; steady output needs a few entries.
+            // Give the memory back once drained, so a thousand idle-ish players stay small.
+            if self.segments.capacity() > SHRINK_ABOVE {
+                self.segments.shrink_to(SHRINK_ABOVE / 4);
+                self.messages.shrink_to(SHRINK_ABOVE / 4);
+            }
+            if self.bytes.capacity() > 16 * SHRINK_ABOVE {
+                self.bytes.shrink_to(4 * SHRINK_ABOVE);
+            }
         } else if self.bytes.len() > COMPACT_AT {
             self.compact();
         }

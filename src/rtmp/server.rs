@@ -23,9 +23,7 @@ use tracing::{debug, info, warn, Instrument};
 use super::{MediaKind as RtmpKind, RtmpError, ServerSession, SessionConfig, SessionEvent};
 use crate::config::RtmpConfig;
 use crate::http::StatusBoard;
-use crate::hub::{
-    Hub, HubError, PlayerItem, PlayerSubscription, PublisherHandle, SourceKind, TryNext,
-};
+use crate::hub::{Hub, HubError, PlayerItem, PlayerSubscription, PublisherHandle, SourceKind};
 use crate::media::{self, Frame, MediaKind};
 use crate::pages::{PagePool, StreamWriter};
 use crate::transcode::{AudioConfig, AudioStage, Offer, TranscodedAudio};
@@ -37,6 +35,8 @@ pub const APP: &str = "live";
 const OUTPUT_HIGH: usize = 256 * 1024;
 /// Pending output at which a player's merged write goes out without waiting for the delay.
 const FLUSH_BYTES: usize = 64 * 1024;
+/// A publisher's read buffer.
+const READ_BUF: usize = 64 * 1024;
 /// Linux's IOV_MAX: the most slices one writev takes.
 const MAX_IOV: usize = 1024;
 /// How long a closing connection may take to flush its last bytes.
@@ -150,6 +150,8 @@ struct Playing {
     paused: bool,
     /// After a pause, frames were discarded: send video again from a keyframe.
     skip_video: bool,
+    /// Items taken from the hub queue in one lock, reused (no allocation per batch).
+    batch: Vec<PlayerItem>,
 }
 
 /// Why a connection ends.
@@ -187,8 +189,11 @@ struct Connection {
     last_input: Instant,
     /// Last time output was written, or found empty.
     last_output: Instant,
-    /// When a player's pending output must go out at the latest (merged writes).
+    /// When a player's hub items are taken and its output written at the latest (merged
+    /// writes, on a tick grid shared by all players); in the past while a flush is going on.
     flush_at: Option<Instant>,
+    /// Flush ticks in a row that found nothing to send (after one, wait for items instead).
+    idle_ticks: u8,
 }
 
 impl Connection {
@@ -215,6 +220,7 @@ impl Connection {
             last_input: now,
             last_output: now,
             flush_at: None,
+            idle_ticks: 0,
         }
     }
 
@@ -243,36 +249,86 @@ impl Connection {
     }
 
     async fn drive(&mut self) -> Result<End, End> {
-        let mut buf = vec![0u8; 64 * 1024];
+        // Players and idle connections read little (commands, acknowledgements); a publisher's
+        // buffer grows to READ_BUF when it starts publishing.
+        let mut buf = vec![0u8; 1024];
+        // One timer for the flush tick and the deadlines, reset only when it must fire earlier
+        // or has fired (firing early is harmless: the checks are idempotent). One cancellation
+        // future for the whole connection. Re-creating either on every loop turn cost a timer
+        // wheel insert/remove and a mutex per turn.
+        let timer = tokio::time::sleep_until(self.deadline());
+        tokio::pin!(timer);
+        let cancelled = self.shutdown.clone().cancelled_owned();
+        tokio::pin!(cancelled);
         loop {
-            self.pull_player_items()?;
+            let now = Instant::now();
+            let playing = matches!(self.role, Role::Playing(_));
+            if playing {
+                // A player takes items from its hub queue only when its flush is due: until
+                // then they wait there (bounded, with the drop policy), and the connection
+                // sleeps instead of waking for every frame.
+                if self.flush_at.is_some_and(|t| t <= now) {
+                    self.pull_player_items()?;
+                    if self.session.pending_bytes() == 0 {
+                        // Nothing left to send: wait for the next tick, then for items if that
+                        // tick finds none (a streaming player wakes once per tick).
+                        self.flush_at = match self.idle_ticks {
+                            0 => Some(next_tick(now, self.write_delay())),
+                            _ => None,
+                        };
+                        self.idle_ticks = self.idle_ticks.saturating_add(1);
+                    } else {
+                        self.idle_ticks = 0;
+                    }
+                }
+            } else {
+                self.pull_player_items()?;
+            }
             if self.session.is_closed() {
                 return Ok(End::Closed);
             }
-            let now = Instant::now();
             let pending = self.session.pending_bytes();
             if pending == 0 {
-                self.flush_at = None;
                 self.last_output = now;
+                if !playing {
+                    self.flush_at = None;
+                }
             } else if self.flush_at.is_none() {
-                let delay = match self.role {
-                    Role::Playing(_) => Duration::from_millis(self.ctx.config.write_delay_ms),
-                    _ => Duration::ZERO,
-                };
-                self.flush_at = Some(now + delay);
+                self.flush_at = Some(if playing {
+                    next_tick(now, self.write_delay())
+                } else {
+                    now
+                });
             }
-            let flush_at = self.flush_at.unwrap_or(now);
-            let write_now = pending > 0 && (pending >= FLUSH_BYTES || flush_at <= now);
+            let due = self.flush_at.is_some_and(|t| t <= now);
+            let write_now = pending > 0 && (pending >= FLUSH_BYTES || due);
+            // A player waits for items only with no flush scheduled (a scheduled flush takes
+            // them); a publisher always waits for its transcoded audio.
             let wait_role = match self.role {
-                Role::Playing(_) => pending < OUTPUT_HIGH,
+                Role::Playing(_) => self.flush_at.is_none(),
                 Role::Publishing(_) => true,
                 Role::Idle => false,
             };
             let deadline = self.deadline();
+            let mut wake = deadline;
+            if let Some(t) = self.flush_at.filter(|_| !write_now) {
+                wake = wake.min(t);
+            }
+            if timer.is_elapsed() || wake < timer.deadline() {
+                timer.as_mut().reset(wake);
+            }
             tokio::select! {
-                _ = self.shutdown.cancelled() => return Ok(End::Shutdown),
+                biased;
+                _ = &mut cancelled => return Ok(End::Shutdown),
+                ready = self.socket.writable(), if write_now => {
+                    ready?;
+                    self.write_some()?;
+                }
                 ready = self.socket.readable() => {
                     ready?;
+                    if buf.len() < READ_BUF && matches!(self.role, Role::Publishing(_)) {
+                        buf.resize(READ_BUF, 0);
+                    }
                     match self.socket.try_read(&mut buf) {
                         Ok(0) => return Ok(End::PeerClosed),
                         Ok(n) => {
@@ -281,7 +337,7 @@ impl Connection {
                             self.session.handle_input(&buf[..n])?;
                             self.handle_events()?;
                             // Answers to commands go out at once.
-                            if !matches!(self.role, Role::Playing(_)) {
+                            if !matches!(self.role, Role::Playing(_)) || self.flush_at.is_none() {
                                 self.flush_at = Some(Instant::now());
                             }
                         }
@@ -289,19 +345,26 @@ impl Connection {
                         Err(e) => return Err(e.into()),
                     }
                 }
-                ready = self.socket.writable(), if write_now => {
-                    ready?;
-                    self.write_some()?;
-                }
                 event = role_event(&mut self.role), if wait_role => match event {
-                    RoleEvent::Item(Some(item)) => self.handle_item(item)?,
+                    RoleEvent::Item(Some(item)) => {
+                        self.idle_ticks = 0;
+                        self.handle_item(item)?;
+                    }
                     RoleEvent::Item(None) => return Ok(End::Shutdown),
                     RoleEvent::Audio(audio) => self.ingest_transcoded(audio)?,
                 },
-                _ = tokio::time::sleep_until(flush_at), if pending > 0 && !write_now => {}
-                _ = tokio::time::sleep_until(deadline) => self.check_deadlines()?,
+                _ = &mut timer, if !timer.is_elapsed() => {
+                    // Most turns are flush ticks; the deadlines are checked when one is due.
+                    if timer.deadline() >= deadline {
+                        self.check_deadlines()?;
+                    }
+                }
             }
         }
+    }
+
+    fn write_delay(&self) -> Duration {
+        Duration::from_millis(self.ctx.config.write_delay_ms)
     }
 
     /// Writes what the socket takes now. Returns the bytes written.
@@ -317,7 +380,8 @@ impl Connection {
                     .bytes_sent
                     .fetch_add(n as u64, Ordering::Relaxed);
                 self.last_output = Instant::now();
-                if self.session.pending_bytes() == 0 {
+                // A player's flush goes on (taking more items) until its queue is empty.
+                if self.session.pending_bytes() == 0 && !matches!(self.role, Role::Playing(_)) {
                     self.flush_at = None;
                 }
                 Ok(n)
@@ -384,7 +448,9 @@ impl Connection {
             return Err(End::Closed);
         }
         if let Role::Playing(p) = &self.role {
-            if p.sub.is_kicked() {
+            // A player that takes items finds its `Kicked` item there; only one whose socket is
+            // full (so it takes none) needs to look.
+            if self.session.pending_bytes() >= OUTPUT_HIGH && p.sub.is_kicked() {
                 warn!(stream = %p.name, "player disconnected by the hub: too slow");
                 return Err(End::Closed);
             }
@@ -506,6 +572,7 @@ impl Connection {
                     sub,
                     paused: false,
                     skip_video: false,
+                    batch: Vec::new(),
                 });
             }
             Err(e) => {
@@ -691,17 +758,35 @@ impl Connection {
         }
     }
 
-    /// Moves what a player's hub queue holds into its session output, up to `OUTPUT_HIGH`.
+    /// Moves what a player's hub queue holds into its session output, up to `OUTPUT_HIGH`,
+    /// taking items in batches (one queue lock each).
     fn pull_player_items(&mut self) -> Result<(), End> {
         while self.session.pending_bytes() < OUTPUT_HIGH {
+            let budget = OUTPUT_HIGH - self.session.pending_bytes();
             let Role::Playing(p) = &mut self.role else {
                 return Ok(());
             };
-            match p.sub.try_next() {
-                TryNext::Item(item) => self.handle_item(item)?,
-                TryNext::Empty => return Ok(()),
-                TryNext::Ended => return Err(End::Shutdown),
+            let mut batch = std::mem::take(&mut p.batch);
+            if !p.sub.try_take(&mut batch, budget) {
+                return Err(End::Shutdown);
             }
+            if batch.is_empty() {
+                p.batch = batch;
+                return Ok(());
+            }
+            let mut result = Ok(());
+            for item in batch.drain(..) {
+                if result.is_ok() {
+                    result = self.handle_item(item);
+                }
+            }
+            if let Role::Playing(p) = &mut self.role {
+                if batch.capacity() > 64 {
+                    batch = Vec::new(); // after the join burst; steady batches are a few items
+                }
+                p.batch = batch;
+            }
+            result?;
         }
         Ok(())
     }
@@ -723,14 +808,14 @@ impl Connection {
                 }
                 let sid = p.stream_id;
                 match f.kind {
-                    MediaKind::Data => self.session.send_metadata(sid, &f.payload)?,
+                    MediaKind::Data => self.session.send_metadata(sid, f.payload)?,
                     MediaKind::Audio => {
                         self.session
-                            .send_media(sid, RtmpKind::Audio, f.timestamp, &f.payload)?
+                            .send_media(sid, RtmpKind::Audio, f.timestamp, f.payload)?
                     }
                     MediaKind::Video => {
                         self.session
-                            .send_media(sid, RtmpKind::Video, f.timestamp, &f.payload)?
+                            .send_media(sid, RtmpKind::Video, f.timestamp, f.payload)?
                     }
                 }
             }
@@ -759,6 +844,25 @@ fn push(p: &mut Publishing, frame: Frame) -> Result<(), End> {
             warn!(stream = %p.name, error = %e, "frame refused by the hub");
             Ok(())
         }
+    }
+}
+
+/// The first tick of the grid of multiples of `delay` (from a process-wide origin) that is
+/// after `now`: players whose output waits share flush instants, so one timer turn serves them
+/// all. With a zero delay, `now`.
+fn next_tick(now: Instant, delay: Duration) -> Instant {
+    static ORIGIN: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let origin = *ORIGIN.get_or_init(Instant::now);
+    let step = delay.as_nanos();
+    if step == 0 {
+        return now;
+    }
+    match now.checked_duration_since(origin) {
+        Some(since) => {
+            let ticks = since.as_nanos() / step + 1;
+            origin + Duration::from_nanos((ticks * step).min(u64::MAX as u128) as u64)
+        }
+        None => now + delay,
     }
 }
 

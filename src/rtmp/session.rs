@@ -443,33 +443,35 @@ impl ServerSession {
     }
 
     /// Queues a media message (FLV tag body) to an accepted player. The payload is referenced,
-    /// not copied. Allowed while paused: the caller decides what to send after a pause event.
+    /// not copied, and the handle is kept until its bytes are written (pass the one you have:
+    /// a clone is an atomic operation on a line every player touches). Allowed while paused:
+    /// the caller decides what to send after a pause event.
     pub fn send_media(
         &mut self,
         stream_id: u32,
         kind: MediaKind,
         timestamp: u32,
-        payload: &Message,
+        payload: Message,
     ) -> Result<(), RtmpError> {
         self.check_playing(stream_id, "send_media")?;
         let (csid, type_id) = match kind {
             MediaKind::Audio => (CSID_AUDIO, TYPE_AUDIO),
             MediaKind::Video => (CSID_VIDEO, TYPE_VIDEO),
         };
-        self.writer.queue(
+        self.writer.queue_message(
             MessageHeader {
                 csid,
                 timestamp,
                 type_id,
                 stream_id,
             },
-            Payload::Shared(payload),
+            payload,
         )
     }
 
     /// Queues metadata (an AMF0 data body `"onMetaData", {..}`, as in
     /// [`SessionEvent::Metadata`]) to an accepted player.
-    pub fn send_metadata(&mut self, stream_id: u32, payload: &Message) -> Result<(), RtmpError> {
+    pub fn send_metadata(&mut self, stream_id: u32, payload: Message) -> Result<(), RtmpError> {
         self.check_playing(stream_id, "send_metadata")?;
         let header = MessageHeader {
             csid: CSID_STREAM,
@@ -477,7 +479,7 @@ impl ServerSession {
             type_id: TYPE_DATA,
             stream_id,
         };
-        self.writer.queue(header, Payload::Shared(payload))
+        self.writer.queue_message(header, payload)
     }
 
     fn check_playing(&self, stream_id: u32, what: &str) -> Result<(), RtmpError> {

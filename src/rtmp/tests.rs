@@ -219,9 +219,9 @@ fn publish_then_play_through_rml_clients() {
             matches!(&player.server_events[1], SessionEvent::PlayRequested { stream_name, .. } if stream_name == "cam1")
         );
         let sid = 1;
-        player.server.send_metadata(sid, &md_msg).unwrap();
+        player.server.send_metadata(sid, md_msg.clone()).unwrap();
         for (k, t, m) in &stored {
-            player.server.send_media(sid, *k, *t, m).unwrap();
+            player.server.send_media(sid, *k, *t, m.clone()).unwrap();
         }
         player.server_side();
         let got_md = player.client_events.iter().find_map(|e| match e {
