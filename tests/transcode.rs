@@ -71,6 +71,36 @@ fn speex_becomes_aac_of_the_same_length_and_pitch() {
         .expect("ffprobe");
     assert_eq!(String::from_utf8_lossy(&probe.stdout).trim(), "aac");
 
+    // In sync with the video: the fixture's audio and video both start at 0, so the first AAC
+    // frame must be within one AAC frame (1024 samples at 48 kHz, 21.3 ms) of the first
+    // video frame.
+    let first_pts = |stream: &str| -> f64 {
+        let out = Command::new("ffprobe")
+            .args(["-v", "error", "-select_streams", stream, "-show_entries"])
+            .args([
+                "packet=pts_time",
+                "-of",
+                "csv=p=0",
+                "-read_intervals",
+                "%+#1",
+            ])
+            .arg(&dump)
+            .output()
+            .expect("ffprobe");
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.lines()
+            .next()
+            .and_then(|l| l.trim().trim_end_matches(',').parse().ok())
+            .unwrap_or_else(|| panic!("no {stream} packet: {text}"))
+    };
+    let (audio0, video0) = (first_pts("a"), first_pts("v"));
+    eprintln!("first audio pts {audio0:.3} s, first video pts {video0:.3} s");
+    assert!(
+        (audio0 - video0).abs() <= 0.0215,
+        "audio starts {:.1} ms from the video",
+        (audio0 - video0) * 1000.0
+    );
+
     let bytes = std::fs::read(&raw).unwrap();
     let samples: Vec<i16> = bytes
         .chunks_exact(2)

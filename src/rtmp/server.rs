@@ -135,8 +135,6 @@ struct Publishing {
     writer: StreamWriter,
     /// Speex/G.711 go through here to AAC; other audio passes.
     audio: AudioStage,
-    /// The last media timestamp received (for the transcoded AAC sequence header).
-    last_timestamp: u32,
     /// After a dropped video frame, the decoder needs a keyframe: drop video until one.
     skip_video: bool,
     dropped: u64,
@@ -526,7 +524,6 @@ impl Connection {
                     publisher,
                     writer,
                     audio,
-                    last_timestamp: 0,
                     skip_video: false,
                     dropped: 0,
                     malformed: 0,
@@ -661,7 +658,6 @@ impl Connection {
         if payload.is_empty() {
             return Ok(());
         }
-        p.last_timestamp = timestamp;
         if kind == MediaKind::Audio && p.audio.offer(&payload, timestamp) != Offer::Pass {
             return Ok(());
         }
@@ -710,10 +706,9 @@ impl Connection {
             return Ok(());
         };
         let (written, timestamp) = match &audio {
-            TranscodedAudio::SequenceHeader(asc) => (
-                media::aac_sequence_header(&mut p.writer, asc),
-                p.last_timestamp,
-            ),
+            TranscodedAudio::SequenceHeader { asc, timestamp } => {
+                (media::aac_sequence_header(&mut p.writer, asc), *timestamp)
+            }
             TranscodedAudio::Frame { data, timestamp } => {
                 (media::aac_body(&mut p.writer, data), *timestamp)
             }

@@ -390,7 +390,7 @@ impl<O: Opener> Camera<O> {
                     continue;
                 }
                 aac = self.audio.recv() => {
-                    if let Err(end) = self.push_transcoded(publisher, aac, ingest) {
+                    if let Err(end) = self.push_transcoded(publisher, aac) {
                         return end;
                     }
                     continue;
@@ -456,12 +456,11 @@ impl<O: Opener> Camera<O> {
         &mut self,
         publisher: &mut PublisherHandle,
         aac: TranscodedAudio,
-        ingest: &mut Ingest,
     ) -> Result<(), End> {
         let (written, timestamp) = match &aac {
-            TranscodedAudio::SequenceHeader(asc) => (
+            TranscodedAudio::SequenceHeader { asc, timestamp } => (
                 media::aac_sequence_header(&mut self.writer, asc),
-                ingest.timestamp_of(0).unwrap_or(0),
+                *timestamp,
             ),
             TranscodedAudio::Frame { data, timestamp } => {
                 (media::aac_body(&mut self.writer, data), *timestamp)

@@ -42,8 +42,10 @@ pub enum Offer {
 /// AAC from the transcoder, ready to be written as FLV tag bodies.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TranscodedAudio {
-    /// The AudioSpecificConfig: send as the AAC sequence header before any frame.
-    SequenceHeader(Vec<u8>),
+    /// The AudioSpecificConfig: send as the AAC sequence header before any frame. Stamped
+    /// with the first frame's timestamp, so that a player's audio clock starts where the
+    /// audio does (players keep each track's timestamps monotonic).
+    SequenceHeader { asc: Vec<u8>, timestamp: u32 },
     /// One raw AAC-LC frame at this RTMP timestamp.
     Frame { data: Vec<u8>, timestamp: u32 },
 }
@@ -279,13 +281,8 @@ fn run(
             return;
         }
     };
-    let asc = transcoder.audio_specific_config();
-    if out
-        .blocking_send(TranscodedAudio::SequenceHeader(asc))
-        .is_err()
-    {
-        return;
-    }
+    // The sequence header goes out with the first frame, which gives it its timestamp.
+    let mut asc = Some(transcoder.audio_specific_config());
     let mut errors_logged = 0u64;
     while let Ok(job) = jobs.recv() {
         shared.queued_packets.fetch_sub(1, Ordering::Relaxed);
@@ -305,6 +302,12 @@ fn run(
         }
         while let Some(frame) = transcoder.pull() {
             let timestamp = frame.timestamp_ms as u32;
+            if let Some(asc) = asc.take() {
+                let header = TranscodedAudio::SequenceHeader { asc, timestamp };
+                if out.blocking_send(header).is_err() {
+                    return;
+                }
+            }
             let frame = TranscodedAudio::Frame {
                 data: frame.data,
                 timestamp,
@@ -353,7 +356,11 @@ mod tests {
         while let Ok(out) = tokio::time::timeout(Duration::from_millis(500), stage.recv()).await {
             got.push(out);
         }
-        assert!(matches!(got[0], TranscodedAudio::SequenceHeader(ref asc) if asc.len() == 2));
+        assert!(
+            matches!(got[0], TranscodedAudio::SequenceHeader { ref asc, timestamp: 0 } if asc.len() == 2),
+            "{:?}",
+            got[0]
+        );
         let frames: Vec<u32> = got[1..]
             .iter()
             .map(|o| match o {
