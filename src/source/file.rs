@@ -3,8 +3,16 @@
 //! The pure part, [`FileSource::next_frame`], yields frames with the time they are due; the
 //! async [`FileSource::run`] sleeps until each is due and pushes it. Timestamps continue across
 //! loops: the next loop starts one frame duration after the previous loop's last frame.
+//!
+//! Files are checked before the `mp4` crate sees them (see [`mp4_check`]): `mp4` 0.14 hangs,
+//! panics or allocates gigabytes on some malformed files. `mp4` is then used only for the
+//! header (codec configurations, handler types); the sample timeline comes from the sample
+//! tables the check validated, and samples are sliced out of the file as they are played.
+
+mod mp4_check;
 
 use std::io::Cursor;
+use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::time::Duration;
 
@@ -17,6 +25,8 @@ use crate::media::{
 };
 use crate::pages::{PagesError, StreamWriter};
 
+pub use mp4_check::{MalformedMp4, MAX_SAMPLES};
+
 /// Errors from opening or playing a file.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -26,6 +36,9 @@ pub enum SourceError {
         path: String,
         source: std::io::Error,
     },
+    /// The file failed the structural check that runs before the `mp4` crate parses it.
+    #[error("file source {name:?}: malformed MP4: {source}")]
+    Malformed { name: String, source: MalformedMp4 },
     #[error("file source {name:?}: MP4 {context}: {source}")]
     Mp4 {
         name: String,
@@ -44,17 +57,30 @@ pub enum SourceError {
     Pages { name: String, source: PagesError },
 }
 
+impl SourceError {
+    /// Whether the file is malformed (refused before it was parsed), as opposed to unreadable,
+    /// unsupported or failing later.
+    pub fn is_malformed(&self) -> bool {
+        matches!(self, SourceError::Malformed { .. })
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Track {
     Video,
     Audio,
 }
 
+/// One sample of the timeline: where it is in the file and when it is due.
 #[derive(Debug, Clone, Copy)]
 struct Timed {
     track: Track,
-    sample_id: u32,
+    is_sync: bool,
+    size: u32,
+    /// `ctts` offset in timescale units.
+    rendering_offset: i32,
     dts_ms: u64,
+    offset: u64,
 }
 
 #[derive(Debug)]
@@ -81,7 +107,8 @@ enum Position {
 /// A looped MP4 file. See the module docs.
 pub struct FileSource {
     name: String,
-    reader: Mp4Reader<Cursor<Bytes>>,
+    /// The whole file; samples are slices of it.
+    bytes: Bytes,
     video: Option<VideoTrack>,
     audio: Option<AudioTrack>,
     timeline: Vec<Timed>,
@@ -116,18 +143,44 @@ impl FileSource {
 
     /// Parses an MP4 held in memory (e.g. `include_bytes!`). Uses the first H.264 and the first
     /// AAC track; at least one is needed. `name` is for errors and logs.
+    ///
+    /// Any input gives a source or an error, in time and memory linear in its size (the
+    /// timeline keeps 32 bytes per sample, at most [`MAX_SAMPLES`]); a file that fails the
+    /// structural check is [`SourceError::Malformed`]. No sample is read here.
     pub fn from_bytes(name: &str, bytes: impl Into<Bytes>) -> Result<FileSource, SourceError> {
         let bytes: Bytes = bytes.into();
-        let mp4_err = |context| {
-            move |source| SourceError::Mp4 {
-                name: name.to_owned(),
-                context,
-                source,
-            }
-        };
+        let tables = mp4_check::check(&bytes).map_err(|source| SourceError::Malformed {
+            name: name.to_owned(),
+            source,
+        })?;
         let size = bytes.len() as u64;
-        let mut reader =
-            Mp4Reader::read_header(Cursor::new(bytes), size).map_err(mp4_err("header"))?;
+        // The check rejects everything known to make `mp4` panic; this is the last line of
+        // defence should it miss something. Catching the unwind is sound here: the closure
+        // owns its reader (a cursor over a reference-counted, immutable `Bytes`), `mp4` keeps
+        // no global state, and nothing of ours is borrowed mutably inside, so a panic leaves
+        // no half-updated state behind; everything `read_header` built is dropped in the
+        // unwind. (Under libFuzzer the panic hook aborts first, so fuzzing still sees it.)
+        let reader = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            Mp4Reader::read_header(Cursor::new(bytes.clone()), size)
+        }))
+        .map_err(|_| SourceError::Unsupported {
+            name: name.to_owned(),
+            detail: "the mp4 crate panicked reading the header".into(),
+        })?
+        .map_err(|source| SourceError::Mp4 {
+            name: name.to_owned(),
+            context: "header",
+            source,
+        })?;
+        let tables_of = |id: u32| {
+            tables
+                .iter()
+                .find(|t| t.track_id == id)
+                .ok_or_else(|| SourceError::Unsupported {
+                    name: name.to_owned(),
+                    detail: format!("track {id} has no sample tables"),
+                })
+        };
 
         let mut ids: Vec<u32> = reader.tracks().keys().copied().collect();
         ids.sort_unstable();
@@ -186,15 +239,24 @@ impl FileSource {
                     metadata.width = Some(sps.width);
                     metadata.height = Some(sps.height);
                     metadata.video_codec_id = Some(7);
-                    let secs = track.duration().as_secs_f64();
+                    // As `mp4`'s `Mp4Track::duration` and `bitrate`, which overflow or divide
+                    // by zero on some files.
+                    let t = tables_of(id)?;
+                    let micros = u128::from(t.duration) * 1_000_000 / u128::from(t.timescale);
+                    let duration = Duration::from_micros(u64::try_from(micros).unwrap_or(u64::MAX));
+                    let secs = duration.as_secs_f64();
                     if secs > 0.0 {
                         metadata.framerate =
-                            Some((f64::from(track.sample_count()) / secs * 100.0).round() / 100.0);
+                            Some((t.sample_count() as f64 / secs * 100.0).round() / 100.0);
                     }
-                    metadata.video_data_rate = Some(f64::from(track.bitrate()) / 1000.0);
+                    let bitrate = match duration.as_secs() {
+                        0 => 0,
+                        s => (t.total_sample_size() * 8 / s) as u32,
+                    };
+                    metadata.video_data_rate = Some(f64::from(bitrate) / 1000.0);
                     video = Some(VideoTrack {
                         id,
-                        timescale: track.timescale(),
+                        timescale: t.timescale,
                         config,
                     });
                 }
@@ -219,7 +281,10 @@ impl FileSource {
                     metadata.audio_codec_id = Some(10);
                     metadata.audio_sample_rate = Some(sample_rate);
                     metadata.audio_channels = Some(dec.chan_conf);
-                    metadata.audio_data_rate = Some(f64::from(track.bitrate()) / 1000.0);
+                    let bitrate = mp4a
+                        .and_then(|a| a.esds.as_ref())
+                        .map_or(0, |e| e.es_desc.dec_config.avg_bitrate);
+                    metadata.audio_data_rate = Some(f64::from(bitrate) / 1000.0);
                     audio = Some(AudioTrack { id, config });
                 }
                 _ => {}
@@ -232,8 +297,8 @@ impl FileSource {
             });
         }
 
-        // The timeline: every sample's decode time, both tracks merged. Reading a sample copies
-        // its bytes; they are dropped at once, so memory stays at one sample.
+        // The timeline: every sample's place and decode time, both tracks merged, from the
+        // validated tables in one pass (no sample is read).
         // The loop lasts as long as the video (last frame + one frame duration) when there is
         // video: AAC priming and padding make the audio track a little longer, and audio
         // samples past the video's end are left out so the next loop does not overlap.
@@ -245,27 +310,32 @@ impl FileSource {
         ] {
             let Some(id) = id else { continue };
             let video_end = loop_ms;
-            let timescale = u64::from(reader.tracks()[&id].timescale().max(1));
-            let count = reader.sample_count(id).map_err(mp4_err("sample count"))?;
-            for sample_id in 1..=count {
-                let Some(s) = reader
-                    .read_sample(id, sample_id)
-                    .map_err(mp4_err("sample table"))?
-                else {
-                    continue;
-                };
-                let dts_ms = s.start_time * 1000 / timescale;
+            let t = tables_of(id)?;
+            let to_ms = |time: u64| {
+                u64::try_from(u128::from(time) * 1000 / u128::from(t.timescale)).map_err(|_| {
+                    SourceError::Unsupported {
+                        name: name.to_owned(),
+                        detail: format!("track {id}: a time of {time} does not fit in u64 ms"),
+                    }
+                })
+            };
+            timeline.reserve(t.sample_count() as usize);
+            for s in t.samples() {
+                let dts_ms = to_ms(s.start_time)?;
                 if video_end > 0 && dts_ms >= video_end {
                     break;
                 }
                 timeline.push(Timed {
                     track,
-                    sample_id,
+                    is_sync: s.is_sync,
+                    size: s.size,
+                    rendering_offset: s.rendering_offset,
                     dts_ms,
+                    offset: s.offset,
                 });
                 if video_end == 0 {
-                    loop_ms =
-                        loop_ms.max((s.start_time + u64::from(s.duration)) * 1000 / timescale);
+                    // The check bounded every track's end time to u64.
+                    loop_ms = loop_ms.max(to_ms(s.start_time + u64::from(s.duration))?);
                 }
             }
         }
@@ -278,7 +348,7 @@ impl FileSource {
         }
         Ok(FileSource {
             name: name.to_owned(),
-            reader,
+            bytes,
             video,
             audio,
             timeline,
@@ -328,14 +398,14 @@ impl FileSource {
                 }
                 Position::Sample(i) => {
                     let Some(&t) = self.timeline.get(i) else {
-                        self.loop_base_ms += self.loop_ms;
+                        self.loop_base_ms = self.loop_base_ms.saturating_add(self.loop_ms);
                         self.position = Position::Sample(0);
                         tracing::debug!(source = %self.name, base_ms = self.loop_base_ms, "file source looped");
                         continue;
                     };
                     self.position = Position::Sample(i + 1);
                     if let Some(frame) = self.sample(t, writer)? {
-                        return Ok((self.loop_base_ms + t.dts_ms, frame));
+                        return Ok((self.loop_base_ms.saturating_add(t.dts_ms), frame));
                     }
                 }
             }
@@ -377,37 +447,22 @@ impl FileSource {
     }
 
     fn sample(&mut self, t: Timed, w: &mut StreamWriter) -> Result<Option<Frame>, SourceError> {
-        let id = match t.track {
-            Track::Video => self.video.as_ref().map(|v| v.id),
-            Track::Audio => self.audio.as_ref().map(|a| a.id),
-        };
-        let Some(id) = id else { return Ok(None) };
-        let name = &self.name;
-        let sample =
-            self.reader
-                .read_sample(id, t.sample_id)
-                .map_err(|source| SourceError::Mp4 {
-                    name: name.clone(),
-                    context: "reading a sample",
-                    source,
-                })?;
-        let Some(sample) = sample else {
-            return Ok(None);
-        };
-        let ts = (self.loop_base_ms + t.dts_ms) as u32;
+        // The check put every sample inside the file.
+        let bytes = &self.bytes[t.offset as usize..t.offset as usize + t.size as usize];
+        let ts = self.loop_base_ms.saturating_add(t.dts_ms) as u32;
         let (kind, written) = match t.track {
             Track::Video => {
-                if self.video_wait_key && !sample.is_sync {
+                if self.video_wait_key && !t.is_sync {
                     return Ok(None);
                 }
                 let timescale = i64::from(self.video.as_ref().map_or(1, |v| v.timescale.max(1)));
-                let cts = (i64::from(sample.rendering_offset) * 1000 / timescale) as i32;
+                let cts = (i64::from(t.rendering_offset) * 1000 / timescale) as i32;
                 (
                     MediaKind::Video,
-                    media::video_body(w, sample.is_sync, cts, &sample.bytes),
+                    media::video_body(w, t.is_sync, cts, bytes),
                 )
             }
-            Track::Audio => (MediaKind::Audio, media::aac_body(w, &sample.bytes)),
+            Track::Audio => (MediaKind::Audio, media::aac_body(w, bytes)),
         };
         match written {
             Ok(body) => {
