@@ -33,9 +33,10 @@
 
 use std::ops::Range;
 
-/// At most this many samples in a file, all tracks together: 10 million is ~36 hours of
-/// 30 fps video with 48 kHz AAC. The file source keeps 32 bytes per sample.
-pub const MAX_SAMPLES: u64 = 10_000_000;
+/// At most this many samples in a file, all tracks together: a million is ~3.6 hours of
+/// 30 fps video with 48 kHz AAC, plenty for a looped file. The file source keeps 32 bytes per
+/// sample, so a file can make it hold at most 32 MB of timeline.
+pub const MAX_SAMPLES: u64 = 1_000_000;
 
 /// Why an MP4 file was refused: where (box path and byte offset) and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
