@@ -214,15 +214,7 @@ impl Hub {
     /// handle unpublishes.
     pub fn publish(&self, name: &str, source: SourceKind) -> Result<PublisherHandle, HubError> {
         let mut streams = lock(&self.inner.streams);
-        if self.inner.shut_down.load(Ordering::Relaxed) {
-            return Err(HubError::ShutDown {
-                stream: name.to_owned(),
-            });
-        }
-        let stream = streams
-            .entry(name.to_owned())
-            .or_insert_with(|| self.inner.new_stream(name))
-            .clone();
+        let stream = self.inner.open_stream(&mut streams, name)?;
         let mut st = lock(&stream.state);
         if let Some(p) = &st.publisher {
             return Err(HubError::AlreadyPublishing {
@@ -250,15 +242,7 @@ impl Hub {
     /// Subscribes a player to `name`, which may have no publisher yet: the player then waits.
     pub fn play(&self, name: &str) -> Result<PlayerSubscription, HubError> {
         let mut streams = lock(&self.inner.streams);
-        if self.inner.shut_down.load(Ordering::Relaxed) {
-            return Err(HubError::ShutDown {
-                stream: name.to_owned(),
-            });
-        }
-        let stream = streams
-            .entry(name.to_owned())
-            .or_insert_with(|| self.inner.new_stream(name))
-            .clone();
+        let stream = self.inner.open_stream(&mut streams, name)?;
         let id = PlayerId(self.inner.next_id.fetch_add(1, Ordering::Relaxed));
         let shared = Arc::new(PlayerShared::new(id, self.inner.config.player.clone()));
         let mut st = lock(&stream.state);
@@ -379,6 +363,24 @@ impl Hub {
 impl HubInner {
     fn bump_players(&self) {
         self.players_changed.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// The stream called `name`, made if new; refused once the hub is shutting down. The
+    /// caller holds the stream map's lock (taken before any stream's, always).
+    fn open_stream(
+        &self,
+        streams: &mut HashMap<String, Arc<Stream>>,
+        name: &str,
+    ) -> Result<Arc<Stream>, HubError> {
+        if self.shut_down.load(Ordering::Relaxed) {
+            return Err(HubError::ShutDown {
+                stream: name.to_owned(),
+            });
+        }
+        Ok(streams
+            .entry(name.to_owned())
+            .or_insert_with(|| self.new_stream(name))
+            .clone())
     }
 
     fn new_stream(&self, name: &str) -> Arc<Stream> {
