@@ -20,7 +20,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn, Instrument};
 
-use super::{MediaKind as RtmpKind, RtmpError, ServerSession, SessionConfig, SessionEvent};
+use super::{RtmpError, ServerSession, SessionConfig, SessionEvent};
 use crate::config::RtmpConfig;
 use crate::http::StatusBoard;
 use crate::hub::{Hub, HubError, PlayerItem, PlayerSubscription, PublisherHandle, SourceKind};
@@ -646,14 +646,10 @@ impl Connection {
     }
 
     /// A publisher's media message: into the stream's pages once, then to the hub.
-    fn ingest(&mut self, kind: RtmpKind, timestamp: u32, payload: Bytes) -> Result<(), End> {
+    fn ingest(&mut self, kind: MediaKind, timestamp: u32, payload: Bytes) -> Result<(), End> {
         let Role::Publishing(p) = &mut self.role else {
             debug!("media from a connection that is not publishing; ignored");
             return Ok(());
-        };
-        let kind = match kind {
-            RtmpKind::Audio => MediaKind::Audio,
-            RtmpKind::Video => MediaKind::Video,
         };
         if payload.is_empty() {
             return Ok(());
@@ -803,15 +799,9 @@ impl Connection {
                 }
                 let sid = p.stream_id;
                 match f.kind {
+                    // onMetaData goes out at timestamp 0, as players expect it.
                     MediaKind::Data => self.session.send_metadata(sid, f.payload)?,
-                    MediaKind::Audio => {
-                        self.session
-                            .send_media(sid, RtmpKind::Audio, f.timestamp, f.payload)?
-                    }
-                    MediaKind::Video => {
-                        self.session
-                            .send_media(sid, RtmpKind::Video, f.timestamp, f.payload)?
-                    }
+                    kind => self.session.send_media(sid, kind, f.timestamp, f.payload)?,
                 }
             }
             PlayerItem::PublishStarted { source } => {

@@ -17,6 +17,7 @@
 //! role is idle, publishing or playing one stream. A publishing connection that sends `play`
 //! (or the reverse) gets an error; `deleteStream`/`closeStream`/`FCUnpublish` return it to idle.
 
+pub use crate::media::MediaKind;
 use std::collections::VecDeque;
 use std::io::IoSlice;
 
@@ -79,13 +80,6 @@ impl Default for SessionConfig {
             limits: ReaderLimits::default(),
         }
     }
-}
-
-/// Audio or video.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum MediaKind {
-    Audio,
-    Video,
 }
 
 /// What the session reports to its caller.
@@ -457,6 +451,7 @@ impl ServerSession {
         let (csid, type_id) = match kind {
             MediaKind::Audio => (CSID_AUDIO, TYPE_AUDIO),
             MediaKind::Video => (CSID_VIDEO, TYPE_VIDEO),
+            MediaKind::Data => (CSID_STREAM, TYPE_DATA),
         };
         self.writer.queue_message(
             MessageHeader {
