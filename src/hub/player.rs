@@ -330,21 +330,18 @@ impl PlayerQueue {
     /// left out: each pins only its own page). In paged storage this is about what the queue
     /// keeps alive, since a kept frame keeps its whole page; `bytes` counts only what is queued.
     fn pinned_bytes(&self) -> usize {
+        // (start, end) of a queued media frame in the stream.
         let media = |e: &Entry| match &e.item {
             PlayerItem::Frame(f) if !f.sequence_header && f.kind != MediaKind::Data => {
-                Some(f.position + f.payload.len() as u64)
+                Some((f.position, f.position + f.payload.len() as u64))
             }
             _ => None,
         };
-        let first = self.items.iter().find_map(|e| match &e.item {
-            PlayerItem::Frame(f) if !f.sequence_header && f.kind != MediaKind::Data => {
-                Some(f.position)
-            }
-            _ => None,
-        });
-        let last = self.items.iter().rev().find_map(media);
-        match (first, last) {
-            (Some(a), Some(b)) => b.saturating_sub(a) as usize,
+        match (
+            self.items.iter().find_map(media),
+            self.items.iter().rev().find_map(media),
+        ) {
+            (Some((first, _)), Some((_, last))) => last.saturating_sub(first) as usize,
             _ => 0,
         }
     }
