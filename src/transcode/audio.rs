@@ -6,7 +6,7 @@
 //! what comes back into the stream's pages. Dropping the stage ends its thread (the thread
 //! notices its input channel closing and returns; nothing joins it on the reactor).
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -58,6 +58,9 @@ struct Job {
 /// Counters shared with the transcoder thread.
 #[derive(Default)]
 struct Shared {
+    /// Set once the codec was created: a thread that ends without it could not use the input
+    /// format at all (say, a camera whose SDP gives an impossible clock rate).
+    started: AtomicBool,
     queued_packets: AtomicUsize,
     queued_bytes: AtomicUsize,
     stats: Mutex<TranscoderStats>,
@@ -80,6 +83,9 @@ pub struct AudioStage {
     dropped: Arc<AtomicU64>,
     reported: Option<Instant>,
     passthrough_logged: bool,
+    /// An input format the codec refused: its packets are dropped, not retried with a new
+    /// thread each.
+    unusable: Option<InputFormat>,
 }
 
 impl AudioStage {
@@ -98,6 +104,7 @@ impl AudioStage {
             dropped: Arc::default(),
             reported: None,
             passthrough_logged: false,
+            unusable: None,
         }
     }
 
@@ -123,6 +130,10 @@ impl AudioStage {
                 info!(stream = %self.stream, codec = ?input.codec, "audio not transcoded ([audio] transcode = \"off\")");
             }
             return Offer::Pass;
+        }
+        if self.unusable == Some(input) {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return Offer::Dropped;
         }
         if self.worker.as_ref().is_none_or(|w| w.input != input) {
             info!(stream = %self.stream, codec = ?input.codec, rate = input.sample_rate, channels = input.channels, "transcoding audio to AAC");
@@ -153,7 +164,7 @@ impl AudioStage {
                 self.report(false);
                 return Offer::Taken;
             }
-            Err(true) => self.worker = None,
+            Err(true) => self.worker_ended(),
             Err(false) => {}
         }
         let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
@@ -173,10 +184,21 @@ impl AudioStage {
             match worker.output.recv().await {
                 Some(out) => return out,
                 None => {
-                    // The thread ended on its own (encoder failure, logged there).
-                    self.worker = None;
+                    // The thread ended on its own (logged there).
+                    self.worker_ended();
                     self.report(true);
                 }
+            }
+        }
+    }
+
+    /// The transcoder thread ended on its own. If its codec never started, the input format
+    /// is unusable and stays refused; otherwise (an encoder failure) the next packet starts
+    /// a new one.
+    fn worker_ended(&mut self) {
+        if let Some(w) = self.worker.take() {
+            if !w.shared.started.load(Ordering::Acquire) {
+                self.unusable = Some(w.input);
             }
         }
     }
@@ -281,6 +303,7 @@ fn run(
             return;
         }
     };
+    shared.started.store(true, Ordering::Release);
     // The sequence header goes out with the first frame, which gives it its timestamp.
     let mut asc = Some(transcoder.audio_specific_config());
     let mut errors_logged = 0u64;
@@ -391,6 +414,26 @@ mod tests {
             board.snapshot().1.is_empty(),
             "status removed with the stage"
         );
+    }
+
+    #[test]
+    fn an_impossible_format_is_refused_once_not_retried_per_packet() {
+        let mut stage = AudioStage::new("cam", &AudioConfig::default(), StatusBoard::default());
+        // G.711 at 1 Hz, as a camera's lying SDP may say: the codec refuses it.
+        let lying = InputFormat {
+            codec: InputCodec::Pcma,
+            sample_rate: 1,
+            channels: 1,
+        };
+        let packet = Bytes::from_static(&[0xd5; 160]);
+        let mut offers = Vec::new();
+        for i in 0..200 {
+            offers.push(stage.offer_packet(lying, packet.clone(), i * 20));
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(stage.unusable, Some(lying));
+        assert!(stage.worker.is_none());
+        assert!(offers.iter().rev().take(100).all(|o| *o == Offer::Dropped));
     }
 
     #[test]
