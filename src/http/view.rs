@@ -170,7 +170,7 @@ pub fn source_name(kind: SourceKind) -> &'static str {
         SourceKind::Rtmp => "publisher",
         SourceKind::Rtsp => "camera",
         SourceKind::File => "file",
-        SourceKind::Transcode => "rendition",
+        SourceKind::Rendition => "rendition",
     }
 }
 

@@ -48,8 +48,8 @@ pub enum SourceKind {
     Rtsp,
     /// A looped file.
     File,
-    /// Another stream, transcoded.
-    Transcode,
+    /// A rendition: another stream's video decoded, scaled and re-encoded (`[[rendition]]`).
+    Rendition,
 }
 
 impl std::fmt::Display for SourceKind {
@@ -58,7 +58,7 @@ impl std::fmt::Display for SourceKind {
             SourceKind::Rtmp => "rtmp",
             SourceKind::Rtsp => "rtsp",
             SourceKind::File => "file",
-            SourceKind::Transcode => "transcode",
+            SourceKind::Rendition => "rendition",
         })
     }
 }
@@ -108,6 +108,17 @@ pub struct StreamStats {
     /// Frames the source could not store (page budget) and so never reached the hub, as
     /// reported with [`PublisherHandle::count_ingest_drop`].
     pub ingest_dropped: u64,
+}
+
+/// What [`Hub::latest_keyframe`] returns: a video keyframe with the sequence header that
+/// decodes it.
+#[derive(Debug, Clone)]
+pub struct LatestKeyframe {
+    pub video_codec: Option<Codec>,
+    /// The FLV body of the video sequence header (for H.264: 5 header bytes, then `avcC`).
+    pub header: Frame,
+    /// The FLV body of the keyframe (for H.264: 5 header bytes, then AVCC NAL units).
+    pub keyframe: Frame,
 }
 
 /// A set of named streams. Cheap to clone; all clones are the same hub.
@@ -319,6 +330,28 @@ impl Hub {
     /// sources). The value is a change counter, meaningless in itself.
     pub fn players_changed(&self) -> tokio::sync::watch::Receiver<u64> {
         self.inner.players_changed.subscribe()
+    }
+
+    /// The current publisher's video sequence header and the keyframe that starts its latest
+    /// saved GOP, for stills (`/snapshot`). `None` without a publisher, without a video header,
+    /// or while the saver holds no keyframe (a GOP over the saver's bounds, or audio only).
+    /// Both are clones: one reference count each, no copy of the payload.
+    pub fn latest_keyframe(&self, name: &str) -> Option<LatestKeyframe> {
+        let stream = lock(&self.inner.streams).get(name).cloned()?;
+        let st = lock(&stream.state);
+        st.publisher.as_ref()?;
+        let header = st.video_header.clone()?;
+        let keyframe = st
+            .saver
+            .frames()
+            .next()
+            .filter(|f| f.kind == MediaKind::Video && f.keyframe)?
+            .clone();
+        Some(LatestKeyframe {
+            video_codec: st.video_codec,
+            header,
+            keyframe,
+        })
     }
 
     /// Statistics of one stream.

@@ -614,3 +614,30 @@ fn stats_report_picture_size_audio_format_and_uptime_of_the_current_publisher() 
         (None, None, None)
     );
 }
+
+#[test]
+fn latest_keyframe_follows_the_saved_gop_and_ends_with_the_publisher() {
+    let hub = Hub::new(HubConfig::default());
+    let mut src = Src::new();
+    assert!(hub.latest_keyframe("cam").is_none(), "unknown stream");
+    let mut publisher = hub.publish("cam", SourceKind::Rtmp).unwrap();
+    publisher.push(src.avc_header(0)).unwrap();
+    publisher.push(src.video(0, false, false, 100)).unwrap();
+    assert!(
+        hub.latest_keyframe("cam").is_none(),
+        "no keyframe has arrived yet"
+    );
+    publisher.push(src.video(40, true, false, 100)).unwrap();
+    publisher.push(src.video(80, false, false, 100)).unwrap();
+    let first = hub.latest_keyframe("cam").unwrap();
+    assert_eq!(first.video_codec, Some(Codec::Avc));
+    assert!(first.header.sequence_header);
+    assert!(first.keyframe.keyframe);
+    assert_eq!(first.keyframe.timestamp, 40);
+    publisher.push(src.video(120, true, false, 100)).unwrap();
+    let second = hub.latest_keyframe("cam").unwrap();
+    assert_eq!(second.keyframe.timestamp, 120);
+    assert_eq!(frame_id(&second.keyframe), frame_id(&first.keyframe) + 2);
+    drop(publisher);
+    assert!(hub.latest_keyframe("cam").is_none(), "publisher gone");
+}
