@@ -16,6 +16,7 @@
 
 pub mod aac;
 pub mod g711;
+pub mod h264;
 pub mod resample;
 pub mod speex;
 #[doc(hidden)]
