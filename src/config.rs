@@ -35,6 +35,10 @@ pub struct Config {
     /// RTSP cameras, each published as `live/<name>` (see [`crate::rtsp`]).
     #[serde(default)]
     pub camera: Vec<crate::rtsp::CameraConfig>,
+    /// Other streams' video at another size and bit rate, each published as `live/<name>`
+    /// while someone plays it (see [`crate::rendition`]).
+    #[serde(default)]
+    pub rendition: Vec<crate::rendition::RenditionConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -233,19 +237,20 @@ impl Config {
             if f.name.is_empty() || f.name.contains(['/', '?', ' ']) {
                 return Err(format!("[[file]] name = {:?} is not a stream name", f.name));
             }
-            if !names.insert(&f.name) {
+            if !names.insert(f.name.clone()) {
                 return Err(format!("[[file]] name = {:?} appears twice", f.name));
             }
         }
         for c in &self.camera {
             c.validate()?;
-            if !names.insert(&c.name) {
+            if !names.insert(c.name.clone()) {
                 return Err(format!(
                     "[[camera]] name = {:?} is already a stream name",
                     c.name
                 ));
             }
         }
+        crate::rendition::validate_all(&self.rendition, &mut names)?;
         Ok(())
     }
 }
@@ -267,6 +272,7 @@ mod tests {
                 path: None,
             }],
             camera: Vec::new(),
+            rendition: Vec::new(),
         };
         assert_eq!(Config::embedded(), expected);
     }
@@ -360,6 +366,49 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("already"), "{err}");
+    }
+
+    #[test]
+    fn rendition_sections_take_defaults_and_check_values() {
+        let c = Config::parse(
+            "[[rendition]]\nsource = \"door\"\nname = \"door_360p\"\nheight = 360\n",
+            "t",
+        )
+        .unwrap();
+        let mut expected = crate::rendition::RenditionConfig::new("door", "door_360p");
+        expected.height = Some(360);
+        assert_eq!(c.rendition, vec![expected]);
+        let c = Config::parse(
+            "[[rendition]]\nsource = \"door\"\nname = \"small\"\nwidth = 640\nheight = 360\nbitrate_kbps = 600\nkeyframe_interval_s = 2\nlinger_s = 0\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(c.rendition[0].width, Some(640));
+        assert_eq!(c.rendition[0].linger_s, 0.0);
+        for (bad, key) in [
+            ("width = 8", "width"),
+            ("height = 99999", "height"),
+            ("bitrate_kbps = 1", "bitrate_kbps"),
+            ("keyframe_interval_s = 0", "keyframe_interval_s"),
+            ("linger_s = -1", "linger_s"),
+            ("fps = 30", "fps"),
+        ] {
+            let text = format!("[[rendition]]\nsource = \"door\"\nname = \"small\"\n{bad}\n");
+            let err = Config::parse(&text, "t").unwrap_err().to_string();
+            assert!(err.contains(key), "{bad}: {err}");
+        }
+        for (text, what) in [
+            ("[[rendition]]\nsource = \"a\"\nname = \"a\"\n", "itself"),
+            ("[[file]]\nname = \"a\"\n[[rendition]]\nsource = \"b\"\nname = \"a\"\n", "already"),
+            (
+                "[[rendition]]\nsource = \"a\"\nname = \"b\"\n[[rendition]]\nsource = \"b\"\nname = \"c\"\n",
+                "itself a rendition",
+            ),
+            ("[[rendition]]\nname = \"b\"\n", "source"),
+        ] {
+            let err = Config::parse(text, "t").unwrap_err().to_string();
+            assert!(err.contains(what), "{text}: {err}");
+        }
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! The composition root: builds the page pool, the hub, the file sources and the RTMP
-//! listener from a [`Config`], runs them until the shutdown token is cancelled, then drains.
+//! The composition root: builds the page pool, the hub, the file sources, cameras, renditions
+//! and the RTMP listener from a [`Config`], runs them until the shutdown token is cancelled,
+//! then drains.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -124,6 +125,15 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Starte
     )
     .map_err(StartError::Camera)?;
     status.attach_cameras(cameras.clone());
+    crate::rendition::spawn_renditions(
+        &config.rendition,
+        &hub,
+        &pool,
+        config.pages.stream_budget_bytes,
+        &status,
+        &shutdown,
+        &mut sources,
+    );
     let ctx = context.clone();
     let task = tokio::spawn(async move {
         let serve = rtmp_server::serve(listener, ctx, shutdown.clone(), DRAIN);

@@ -19,8 +19,9 @@ pub struct CameraStatus {
     pub reconnects: u64,
 }
 
-/// One transcoder working for a stream (`transcoders` in `/api/streams`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+/// One transcoder working for a stream (`transcoders` in `/api/streams`). The optional
+/// fields are a rendition's (`null` for audio transcoders).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct TranscoderStatus {
     /// What it makes, e.g. `"aac"` (audio) or `"360p"` (a rendition).
     pub name: String,
@@ -34,6 +35,16 @@ pub struct TranscoderStatus {
     pub queue_bytes: usize,
     /// Frames it dropped because it fell behind (it then resumes at a keyframe).
     pub dropped_frames: u64,
+    /// True while it runs (a rendition runs only while it has players).
+    pub running: Option<bool>,
+    /// Times it was started.
+    pub runs: Option<u64>,
+    /// Frames it took in and put out, and source frames the decoder refused.
+    pub frames_in: Option<u64>,
+    pub frames_out: Option<u64>,
+    pub decode_errors: Option<u64>,
+    /// CPU time its codec threads used, over all its runs.
+    pub cpu_seconds: Option<f64>,
 }
 
 /// Where cameras and transcoders report their state, by stream name. Cheap to clone; all
@@ -62,12 +73,12 @@ impl StatusBoard {
         f(self.lock().cameras.entry(stream.to_owned()).or_default());
     }
 
-    /// Forgets a camera (it was removed from the configuration).
     /// Shows the `[[camera]]` supervisors' status (read fresh at every request).
     pub fn attach_cameras(&self, cameras: crate::rtsp::Cameras) {
         self.lock().rtsp = Some(cameras);
     }
 
+    /// Forgets a camera (it was removed from the configuration).
     pub fn remove_camera(&self, stream: &str) {
         self.lock().cameras.remove(stream);
     }

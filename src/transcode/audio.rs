@@ -221,6 +221,7 @@ impl AudioStage {
                     queue_frames: w.shared.queued_packets.load(Ordering::Relaxed),
                     queue_bytes: w.shared.queued_bytes.load(Ordering::Relaxed),
                     dropped_frames: self.dropped.load(Ordering::Relaxed) + stats.frames_dropped,
+                    ..TranscoderStatus::default()
                 }]
             }
         };
