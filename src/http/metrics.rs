@@ -496,17 +496,62 @@ fn render_streams(x: &mut Exposition, streams: &[StreamView]) {
         Counter,
         "Frames a transcoder dropped because it fell behind.",
     );
+    let mut running = Family::new(
+        "moment_transcoder_running",
+        Gauge,
+        "1 while a rendition runs (it runs only while it has players).",
+    );
+    let mut runs = Family::new(
+        "moment_transcoder_runs_total",
+        Counter,
+        "Times a rendition was started.",
+    );
+    let mut frames_out = Family::new(
+        "moment_transcoder_frames_out_total",
+        Counter,
+        "Frames a rendition encoded.",
+    );
+    let mut decode_errors = Family::new(
+        "moment_transcoder_decode_errors_total",
+        Counter,
+        "Source frames a rendition's decoder refused (it resumes at the next keyframe).",
+    );
+    let mut cpu = Family::new(
+        "moment_transcoder_cpu_seconds_total",
+        Counter,
+        "CPU time a rendition's codec threads used.",
+    );
     for s in streams {
         for t in &s.transcoders {
             let labels = [("stream", s.name.as_str()), ("transcoder", t.name.as_str())];
             depth.sample(&labels, t.queue_frames);
             bytes.sample(&labels, t.queue_bytes);
             dropped.sample(&labels, t.dropped_frames);
+            if let Some(v) = t.running {
+                running.sample(&labels, v);
+            }
+            if let Some(v) = t.runs {
+                runs.sample(&labels, v);
+            }
+            if let Some(v) = t.frames_out {
+                frames_out.sample(&labels, v);
+            }
+            if let Some(v) = t.decode_errors {
+                decode_errors.sample(&labels, v);
+            }
+            if let Some(v) = t.cpu_seconds {
+                cpu.sample(&labels, Value::Float(v));
+            }
         }
     }
     x.add(depth);
     x.add(bytes);
     x.add(dropped);
+    x.add(running);
+    x.add(runs);
+    x.add(frames_out);
+    x.add(decode_errors);
+    x.add(cpu);
 
     render_players(x, streams);
 }

@@ -6,10 +6,11 @@
 //! | `GET /api/streams` | `{"streams": [StreamView, ...]}`, sorted by name | token |
 //! | `GET /api/streams/{name}` | one [`StreamView`]; 404 if no such stream | token |
 //! | `GET /metrics` | Prometheus text exposition ([`metrics`]) | token |
+//! | `GET /snapshot/{name}.jpg` | a JPEG of the stream's latest keyframe ([`snapshot`]) | token, or `?token=` |
 //! | `GET /healthz` | `{"status":"ok"}` | open |
 //!
-//! With `[http] token` set, the token routes need `Authorization: Bearer <token>`; without
-//! one the listener must be on a loopback address (the config check refuses anything else).
+//! With `[http] token` set, the token routes need `Authorization: Bearer <token>` (snapshots
+//! also take `?token=<token>`, since an `<img>` tag cannot send a header); without one the listener must be on a loopback address (the config check refuses anything else).
 //! Every error is a 4xx/5xx with a JSON body `{"error": "...", "status": N}`: unknown path
 //! (404), wrong method (405, with `Allow`), missing or wrong token (401), a request body (no
 //! route takes one: 413), an over-long URI (414). Two errors come from the HTTP parser before
@@ -27,6 +28,7 @@
 
 pub mod metrics;
 pub mod rates;
+pub mod snapshot;
 pub mod status;
 pub mod view;
 
@@ -78,6 +80,7 @@ pub struct Api {
     token: Option<String>,
     started: Instant,
     connections: AtomicU64,
+    snapshots: snapshot::Snapshots,
 }
 
 impl Api {
@@ -91,6 +94,7 @@ impl Api {
             token,
             started: Instant::now(),
             connections: AtomicU64::new(0),
+            snapshots: snapshot::Snapshots::default(),
         })
     }
 
@@ -148,7 +152,19 @@ impl Api {
                 let (scheme, token) = v.split_once(' ')?;
                 scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
             });
-        given.is_some_and(|g| constant_time_eq(g.as_bytes(), expected.as_bytes()))
+        if given.is_some_and(|g| constant_time_eq(g.as_bytes(), expected.as_bytes())) {
+            return true;
+        }
+        // Snapshots are for <img> tags, which cannot send headers: a query token will do.
+        req.uri().path().starts_with("/snapshot/")
+            && req.uri().query().is_some_and(|q| {
+                q.split('&').any(|pair| {
+                    pair.strip_prefix("token=").is_some_and(|t| {
+                        let t = percent_encoding::percent_decode_str(t).decode_utf8_lossy();
+                        constant_time_eq(t.as_bytes(), expected.as_bytes())
+                    })
+                })
+            })
     }
 }
 
@@ -189,6 +205,7 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/api/streams", get(list_streams))
         .route("/api/streams/{name}", get(one_stream))
         .route("/metrics", get(metrics_text))
+        .route("/snapshot/{file}", get(snapshot_jpeg))
         .route_layer(middleware::from_fn_with_state(api.clone(), require_token));
     Router::new()
         .route("/healthz", get(healthz))
@@ -221,6 +238,17 @@ async fn one_stream(
         Some(s) => json_body(&s),
         None => error(StatusCode::NOT_FOUND, format!("no stream named {name:?}")),
     }
+}
+
+async fn snapshot_jpeg(
+    State(api): State<Arc<Api>>,
+    file: Result<Path<String>, PathRejection>,
+) -> Response {
+    let Path(file) = match file {
+        Ok(f) => f,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+    };
+    api.snapshots.respond(&api.ctx.hub, &file).await
 }
 
 async fn metrics_text(State(api): State<Arc<Api>>) -> Response {
