@@ -47,6 +47,7 @@ rss() { awk '/^VmRSS:/ {print $2}' "/proc/$SRVPID/status"; }
 threads() { awk '/^Threads:/ {print $2}' "/proc/$SRVPID/status"; }
 stops() { grep -c "codec thread ended" "$DIR/server.log" || true; }
 
+{
 echo "cycle,rss_kb,threads,start_ms"
 for i in $(seq 1 "$N"); do
   before="$(stops)"
@@ -61,7 +62,8 @@ for i in $(seq 1 "$N"); do
   # Let the joined thread's stack and the freed codec memory settle before sampling.
   sleep 0.1
   echo "$i,$(rss),$(threads),$(( (t1 - t0) / 1000000 ))"
-done | tee "$DIR/cycles.csv"
+done
+} | tee "$DIR/cycles.csv"
 
 python3 - "$DIR/cycles.csv" "$N" <<'PY'
 import csv, sys
@@ -75,6 +77,25 @@ print(f"cycles: {len(rows)}")
 print(f"RSS KB: first {rss[0]}, after warm-up (cycle {warm}) {rss[warm-1]}, last {rss[-1]}, max {max(rss)}")
 print(f"RSS growth: {rss[-1]-rss[0]} KB over the run, {rss[-1]-rss[warm-1]} KB after warm-up")
 print(f"threads after each stop: min {min(th)}, max {max(th)}")
-print(f"player start to stream info: median {ms[len(ms)//2]} ms, max {ms[-1]} ms")
+print(f"player start to stream info (ffprobe's own probing included): median {ms[len(ms)//2]} ms, max {ms[-1]} ms")
+tail = rss[warm-1:]
+xs = range(len(tail))
+mx, my = sum(xs) / len(tail), sum(tail) / len(tail)
+slope = sum((x - mx) * (y - my) for x, y in zip(xs, tail)) / max(1, sum((x - mx) ** 2 for x in xs))
+print(f"RSS slope after warm-up: {slope:+.2f} KB/cycle")
+PY
+# The rendition's own start: a player arriving -> its first encoded keyframe, from the log.
+python3 - "$DIR/server.log" <<'PY'
+import re, sys
+from datetime import datetime
+def t(line):
+    return datetime.strptime(line[:26], "%Y-%m-%dT%H:%M:%S.%f")
+arrive, first = [], []
+for line in open(sys.argv[1]):
+    if "a player arrived: rendition starting" in line: arrive.append(t(line))
+    elif "rendition's first keyframe" in line: first.append(t(line))
+d = sorted((b - a).total_seconds() * 1000 for a, b in zip(arrive, first))
+if d:
+    print(f"rendition start (player arrives -> first keyframe out): median {d[len(d)//2]:.0f} ms, max {d[-1]:.0f} ms, n={len(d)}")
 PY
 echo "files: $DIR"

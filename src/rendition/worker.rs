@@ -238,7 +238,12 @@ impl CodecWorker {
         // The thread may be waiting to hand over output: closing the receiver releases it.
         self.output.close();
         if let Some(thread) = self.thread.take() {
-            let joined = tokio::task::spawn_blocking(move || thread.join()).await;
+            let joined = tokio::task::spawn_blocking(move || {
+                let joined = thread.join();
+                return_freed_memory();
+                joined
+            })
+            .await;
             if !matches!(joined, Ok(Ok(()))) {
                 tracing::error!("rendition codec thread panicked");
             }
@@ -311,6 +316,19 @@ fn run(
                 return;
             }
         }
+    }
+}
+
+/// Gives the memory a stopped run freed back to the system. The codec thread allocated its
+/// frames (tens of MB at 1080p) in a malloc arena of its own; glibc keeps freed memory in its
+/// arenas, so without this an idle server would keep the RSS of its busiest past run (the
+/// start/stop soak saw 14 MB become 47 MB over the first three runs, then stay there).
+fn return_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks glibc's own arenas under their locks and releases free
+    // pages; it reads or writes no memory of ours and is safe to call from any thread.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
