@@ -29,7 +29,11 @@
 //! `unsafe`. So the [`Decoder`] keeps the presentation times of the access units it has been
 //! given and not yet returned (at most [`MAX_PENDING_PTS`]) and stamps each returned picture
 //! with the smallest: pictures come out in presentation order, so the k-th picture out has
-//! the k-th smallest time in. A decode error clears the set (the stream restarts at an IDR).
+//! the k-th smallest time in. openh264's reordering does not survive a decode error (it
+//! then returns B-frame streams in decode order), so an error restarts openh264 with the
+//! parameter sets it had (at most [`decoder::MAX_KEPT_PARAMETER_SETS`]) and clears the set:
+//! the stream resumes at the next IDR, with the right times (`tests/h264.rs` checks every
+//! picture and time after errors against a clean decode).
 //!
 //! # Bounds
 //! - A picture is at most [`DecoderLimits`] (default 4096x2304, level 5.2): an SPS declaring
