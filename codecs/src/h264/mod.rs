@@ -54,9 +54,9 @@
 //!   1280x720. A [`VideoTranscoder`] is one of each; nothing grows with time.
 //!
 //! # Threading
-//! Everything here is `Send` except [`VideoTranscoder`], which the server builds on the
-//! thread that runs it from the `Send` [`RenditionSpec`]. openh264 runs single-threaded
-//! inside each decoder and encoder.
+//! Every type here is `Send` (the openh264 crate declares its handles `Send`, and they are
+//! used only through `&mut self`). openh264 runs single-threaded inside each decoder and
+//! encoder: one rendition costs one core at most.
 
 use thiserror::Error;
 
