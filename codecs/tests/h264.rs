@@ -664,3 +664,55 @@ fn formats_openh264_cannot_decode_are_refused_from_the_sps() {
     let mut t = VideoTranscoder::new(spec(None, None, 2000)).unwrap();
     assert!(t.set_config(&record).is_err());
 }
+
+#[test]
+fn pictures_keep_their_times_across_errors_in_a_b_frame_stream() {
+    for name in [HIGH, MAIN_720P] {
+        let v = load(name);
+        let clean: std::collections::HashMap<i64, Vec<u8>> = decode_all(&v)
+            .iter()
+            .map(|(p, pts)| (*pts, planes_concat(p)))
+            .collect();
+        let mut d = Decoder::new(DecoderLimits::default()).unwrap();
+        d.configure(&v.config).unwrap();
+        let mut seed = 7;
+        let mut waiting = false;
+        let mut got = Vec::new();
+        for (i, s) in v.samples.iter().enumerate() {
+            // Decode order 30..33 (mid-GOP, B-frames around) arrive corrupted.
+            let bad;
+            let data = if (30..33).contains(&i) {
+                bad = garbage(&mut seed, &s.data);
+                &bad
+            } else {
+                &s.data
+            };
+            if waiting && !s.keyframe {
+                continue;
+            }
+            match d.decode_at(data, s.pts_ms) {
+                Ok(Some((p, pts))) => got.push((pts, planes_concat(p))),
+                Ok(None) => {}
+                Err(_) => waiting = true,
+            }
+            if s.keyframe {
+                waiting = false;
+            }
+        }
+        for (p, pts) in d.flush().unwrap() {
+            got.push((pts, planes_concat(&p)));
+        }
+        let times: Vec<i64> = got.iter().map(|(t, _)| *t).collect();
+        assert!(times.windows(2).all(|w| w[0] < w[1]), "{name}: {times:?}");
+        let wrong: Vec<i64> = got
+            .iter()
+            .filter(|(t, p)| clean.get(t) != Some(p))
+            .map(|(t, _)| *t)
+            .collect();
+        eprintln!(
+            "{name}: {} pictures, wrong times or content at {wrong:?}",
+            got.len()
+        );
+        assert!(wrong.is_empty(), "{name}: {wrong:?}");
+    }
+}

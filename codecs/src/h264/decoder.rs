@@ -20,6 +20,11 @@ pub const MAX_ACCESS_UNIT_BYTES: usize = 8 << 20;
 /// buffer holds at most 16 pictures).
 pub const MAX_PENDING_PTS: usize = 16;
 
+/// Most parameter sets kept to restart openh264 after an error (the avcC record's and those
+/// seen in band, newest kept), and the largest one kept.
+pub const MAX_KEPT_PARAMETER_SETS: usize = 16;
+const MAX_KEPT_PARAMETER_SET_BYTES: usize = 4096;
+
 /// The largest picture a [`Decoder`] accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DecoderLimits {
@@ -88,6 +93,8 @@ pub struct Decoder {
     picture: I420,
     /// Presentation times of access units given to openh264 and not yet returned, sorted.
     pending: Vec<i64>,
+    /// SPS and PPS NAL units to give a restarted openh264, oldest first.
+    parameter_sets: Vec<Vec<u8>>,
 }
 
 impl std::fmt::Debug for Decoder {
@@ -123,6 +130,7 @@ impl Decoder {
             annexb: Vec::new(),
             picture: I420::new(0, 0),
             pending: Vec::new(),
+            parameter_sets: Vec::new(),
         })
     }
 
@@ -146,6 +154,10 @@ impl Decoder {
         }
         self.nal_length_size = config.nal_length_size;
         self.sps = last;
+        self.parameter_sets.clear();
+        for set in config.sps.iter().chain(&config.pps) {
+            keep_parameter_set(&mut self.parameter_sets, set);
+        }
         self.annexb.clear();
         config.write_annexb(&mut self.annexb);
         // Parameter sets alone yield no picture.
@@ -154,6 +166,28 @@ impl Decoder {
             .decode(&self.annexb)
             .map_err(|e| H264Error::Decode(e.to_string()))?;
         self.record = Some(avcc_record.to_vec());
+        Ok(())
+    }
+
+    /// After openh264 refused an access unit: a fresh openh264 that knows the parameter sets.
+    ///
+    /// openh264 keeps going after an error, but its reorder state does not survive one: on
+    /// B-frame streams it then returns pictures in decode order, and the times taken from
+    /// [`Decoder::pending`] would be wrong. Pictures it held are dropped (the stream resumes at
+    /// the next IDR anyway).
+    fn restart(&mut self) -> Result<(), H264Error> {
+        self.inner = new_inner()?;
+        self.pending.clear();
+        self.annexb.clear();
+        for set in &self.parameter_sets {
+            self.annexb.extend_from_slice(&[0, 0, 0, 1]);
+            self.annexb.extend_from_slice(set);
+        }
+        if !self.annexb.is_empty() {
+            self.inner
+                .decode(&self.annexb)
+                .map_err(|e| H264Error::Decode(e.to_string()))?;
+        }
         Ok(())
     }
 
@@ -195,6 +229,7 @@ impl Decoder {
         }
         self.annexb.clear();
         let mut has_slice = false;
+        let mut has_parameter_sets = false;
         for nal in avcc_nal_units(access_unit_avcc, self.nal_length_size) {
             let nal = nal?;
             match nal_unit_type(nal) {
@@ -202,7 +237,9 @@ impl Decoder {
                     let info = parse_sps(nal)?;
                     self.limits.check_sps(&info)?;
                     self.sps = Some(info);
+                    has_parameter_sets = true;
                 }
+                nal_type::PPS => has_parameter_sets = true,
                 nal_type::PREFIX | nal_type::SUBSET_SPS | nal_type::SLICE_EXT => continue,
                 nal_type::SLICE..=nal_type::IDR => has_slice = true,
                 _ => {}
@@ -224,10 +261,19 @@ impl Decoder {
         let decoded = match self.inner.decode_with_options(&self.annexb, options) {
             Ok(d) => d,
             Err(e) => {
-                self.pending.clear();
-                return Err(H264Error::Decode(e.to_string()));
+                let error = H264Error::Decode(e.to_string());
+                self.restart()?;
+                return Err(error);
             }
         };
+        if has_parameter_sets {
+            // Kept only once openh264 has taken them, so garbage cannot poison a restart.
+            for nal in avcc_nal_units(access_unit_avcc, self.nal_length_size).flatten() {
+                if matches!(nal_unit_type(nal), nal_type::SPS | nal_type::PPS) {
+                    keep_parameter_set(&mut self.parameter_sets, nal);
+                }
+            }
+        }
         let Some(yuv) = decoded else {
             return Ok(None);
         };
@@ -262,6 +308,16 @@ impl Decoder {
         self.pending.clear();
         Ok(out)
     }
+}
+
+fn keep_parameter_set(kept: &mut Vec<Vec<u8>>, nal: &[u8]) {
+    if nal.len() > MAX_KEPT_PARAMETER_SET_BYTES || kept.iter().any(|s| s == nal) {
+        return;
+    }
+    if kept.len() == MAX_KEPT_PARAMETER_SETS {
+        kept.remove(0);
+    }
+    kept.push(nal.to_vec());
 }
 
 /// Copies openh264's strided planes into `dst`, checking sizes instead of trusting them.

@@ -126,7 +126,9 @@ struct Stage {
 /// [`push`](Self::push) each access unit in decode order; each push returns at most one
 /// output frame (decoding delays pictures of main/high sources by their reorder depth).
 ///
-/// Not `Send` by intent (the server builds it on its rendition thread), e.g.
+/// `Send` (so are [`Decoder`] and [`Encoder`]: the openh264 crate declares its handles
+/// `Send`, and each is used only through `&mut self`); the server may as well build it on the
+/// rendition thread that runs it, e.g.
 /// ```no_run
 /// use codecs::h264::{RenditionSpec, VideoInput, VideoTranscoder};
 /// # fn run(spec: RenditionSpec, rx: std::sync::mpsc::Receiver<(Vec<u8>, i64, bool)>, header: Vec<u8>)
@@ -402,6 +404,16 @@ fn estimate_fps(times: &VecDeque<i64>, hint: Option<f64>) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn everything_is_send() {
+        // The openh264 crate declares its handles Send; each is only used through `&mut`.
+        fn is_send<T: Send>() {}
+        is_send::<VideoTranscoder>();
+        is_send::<Decoder>();
+        is_send::<Encoder>();
+        is_send::<Scaler>();
+    }
 
     #[test]
     fn frame_rate_estimate() {
