@@ -236,6 +236,8 @@ fn rendition_720p_to_360p_decodes_with_ours_and_ffmpeg() {
     assert_eq!(t.output_size(), Some((640, 360)));
     assert_eq!(out.len(), 200);
     assert_eq!((s.decoded, s.encoded, s.decode_errors), (200, 200, 0));
+    // The SPS's VUI says 25 fps and the times agree: no rebuild for the rate.
+    assert_eq!(s.encoder_rebuilds, 0);
     assert!(out[0].keyframe && out[0].config.is_some());
     // One output per source frame, at the source's presentation times, increasing.
     let mut want: Vec<i64> = v.samples.iter().map(|s| s.pts_ms).collect();
@@ -714,5 +716,39 @@ fn pictures_keep_their_times_across_errors_in_a_b_frame_stream() {
             got.len()
         );
         assert!(wrong.is_empty(), "{name}: {wrong:?}");
+    }
+}
+
+#[test]
+fn a_frame_rate_unlike_the_sps_rebuilds_the_encoder_at_a_scheduled_keyframe() {
+    // The baseline fixture's VUI says 25 fps; stamp it at 50 (20 ms apart).
+    let v = load(BASELINE);
+    let samples: Vec<Sample> = v
+        .samples
+        .iter()
+        .enumerate()
+        .map(|(i, s)| Sample {
+            pts_ms: i as i64 * 20,
+            ..s.clone()
+        })
+        .collect();
+    let (out, t) = transcode(spec(Some(320), None, 1000), &v.config, &samples);
+    let st = t.stats();
+    assert_eq!(st.encoder_rebuilds, 1, "{st:?}");
+    assert_eq!(out.len() as u64 + st.encoder_skipped, 250);
+    // openh264's intra period, 25 frames at the SPS's 25 fps, comes at 0.5 s: the encoder is
+    // rebuilt for 50 fps there, and the keyframes are on time from then on.
+    let keys: Vec<i64> = out
+        .iter()
+        .filter(|o| o.keyframe)
+        .map(|o| o.pts_ms)
+        .collect();
+    assert_eq!(keys, [0, 500, 1500, 2500, 3500, 4500]);
+    let mut d = Decoder::new(DecoderLimits::default()).unwrap();
+    for o in &out {
+        if let Some(c) = &o.config {
+            d.configure(c).unwrap();
+        }
+        assert!(d.decode(&o.data).unwrap().is_some());
     }
 }

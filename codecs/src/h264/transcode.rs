@@ -10,11 +10,13 @@
 //!
 //! # Frame rate
 //! openh264's rate control divides the bitrate by a frame rate fixed when the encoder is
-//! built. The estimate is the median spacing of the last [`RATE_WINDOW`] output times once
-//! there are 8, else the SPS's VUI timing, else 30 fps. At each scheduled IDR the estimate is
-//! taken again and, if it is off by more than 20%, the encoder is rebuilt with it (counted
-//! in `encoder_rebuilds`; the IDR was due anyway, and `config` comes only if the avcC
-//! changed).
+//! built, and so does its intra period (in frames). The estimate is the median spacing of the
+//! last [`RATE_WINDOW`] output times once there are 8, else the SPS's VUI timing, else 30
+//! fps. At each IDR due (by time, or by openh264's frame count, which a wrong estimate makes
+//! come early) the estimate is taken again and, if it is off by more than 20%, the encoder
+//! is rebuilt with it (counted in `encoder_rebuilds`; the IDR was due anyway, and `config`
+//! comes only if the avcC changed). So a source whose real rate differs from its SPS gets
+//! one early IDR, then keyframes on time.
 //!
 //! # Errors and recovery
 //! Until the first keyframe decodes, and after any decode error, non-keyframes are skipped
@@ -118,6 +120,8 @@ struct Stage {
     encoder: Encoder,
     /// No frame encoded yet: the next is an IDR.
     fresh: bool,
+    /// Frames encoded since the last IDR (openh264's intra period counts them).
+    frames_since_idr: u64,
 }
 
 /// Decode → scale → encode for one rendition.
@@ -304,13 +308,19 @@ impl VideoTranscoder {
         times.push_back(pts);
         let estimate = estimate_fps(times, fps_hint);
 
-        let due = match *last_idr_pts {
+        let due_by_time = match *last_idr_pts {
             None => true,
             Some(last) => {
                 let since = pts.saturating_sub(last);
                 since < 0 || since as u128 >= spec.keyframe_interval.as_millis()
             }
         };
+        // openh264's own intra period makes this frame an IDR anyway: as good a moment to
+        // correct the frame rate (a wrong estimate is what makes the two schedules differ).
+        let due_by_count = stage.as_ref().is_some_and(|s| {
+            s.frames_since_idr + 1 >= u64::from(s.encoder.config().intra_period())
+        });
+        let due = due_by_time || due_by_count;
         let rebuild_for_rate = due
             && stage.as_ref().is_some_and(|s| {
                 let current = s.encoder.config().frame_rate;
@@ -339,6 +349,7 @@ impl VideoTranscoder {
                 scaled: I420::new(w, h),
                 encoder,
                 fresh: true,
+                frames_since_idr: 0,
             });
         }
         let Some(st) = stage.as_mut() else {
@@ -364,6 +375,9 @@ impl VideoTranscoder {
         if encoded.keyframe {
             stats.keyframes += 1;
             *last_idr_pts = Some(pts);
+            st.frames_since_idr = 0;
+        } else {
+            st.frames_since_idr += 1;
         }
         let config = match encoded.config {
             Some(c) if last_config.as_ref() != Some(&c) => {
