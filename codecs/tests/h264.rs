@@ -367,6 +367,29 @@ fn keyframes_follow_time_not_frame_count() {
     assert_eq!(keys.len(), 7); // 0, 1.5, ... 9 s
 }
 
+/// Found by `fuzz/fuzz_targets/h264_transcode.rs`
+/// (`fuzz/regressions/h264_transcode/frame_rate_estimate_overflows_on_time_jump_from_i64_max_to_min`):
+/// the frame-rate estimate subtracted neighbouring output times, which overflowed (a panic
+/// with overflow checks) when a source's times jumped between the ends of `i64`.
+#[test]
+fn time_jump_between_the_ends_of_i64_is_not_an_overflow() {
+    let v = load(BASELINE);
+    let extremes = [i64::MAX, i64::MIN, i64::MAX, 0, i64::MIN];
+    let samples: Vec<Sample> = v.samples[..12]
+        .iter()
+        .enumerate()
+        .map(|(i, s)| Sample {
+            pts_ms: extremes
+                .get(i.wrapping_sub(7))
+                .copied()
+                .unwrap_or(i as i64 * 40),
+            ..s.clone()
+        })
+        .collect();
+    let (out, _) = transcode(spec(Some(64), None, 1000), &v.config, &samples);
+    assert_eq!(out.len(), 12);
+}
+
 /// Non-keyframe access units of the baseline fixture, corrupted in the ways a broken
 /// publisher or network would: random bytes, lying lengths, truncation, random slices.
 fn garbage(seed: &mut u64, good: &[u8]) -> Vec<u8> {

@@ -402,7 +402,8 @@ fn estimate_fps(times: &VecDeque<i64>, hint: Option<f64>) -> f32 {
         let mut gaps: Vec<i64> = times
             .iter()
             .zip(times.iter().skip(1))
-            .map(|(a, b)| b - a)
+            // Saturating: times are whatever the source says, up to the ends of i64.
+            .map(|(a, b)| b.saturating_sub(*a))
             .filter(|&d| d > 0)
             .collect();
         if gaps.len() >= 4 {
