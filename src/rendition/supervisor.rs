@@ -10,7 +10,7 @@ use tracing::{debug, info, warn};
 
 use codecs::h264::{DecoderLimits, RenditionSpec, VideoOutput};
 
-use super::worker::{CodecWorker, Offered, Output};
+use super::worker::{CodecWorker, ErrorKind, Offered, Output};
 use super::RenditionConfig;
 use crate::http::{StatusBoard, TranscoderStatus};
 use crate::hub::{Hub, HubError, PlayerItem, PublisherHandle, SourceKind};
@@ -64,6 +64,8 @@ struct Run {
     waiting_for_keyframe: bool,
     /// Counters of earlier runs, to which this run's are added.
     base: Counters,
+    /// Why the codec last refused the source's format (logged once per reason).
+    unusable: Option<String>,
 }
 
 impl Rendition {
@@ -163,6 +165,7 @@ impl Rendition {
             audio: None,
             waiting_for_keyframe: true,
             base: counters.clone(),
+            unusable: None,
         };
         let mut linger_until: Option<Instant> = None;
         let mut report = tokio::time::interval(REPORT_EVERY);
@@ -197,8 +200,15 @@ impl Rendition {
                             break End::Failed(why);
                         }
                     }
-                    Some(Output::Error { message, fatal: true }) => break End::Failed(message),
-                    Some(Output::Error { message, fatal: false }) => {
+                    Some(Output::Error { message, kind: ErrorKind::Fatal }) => break End::Failed(message),
+                    Some(Output::Error { message, kind: ErrorKind::Unusable }) => {
+                        // Once per distinct reason: every frame of such a source says it again.
+                        if run.unusable.as_deref() != Some(message.as_str()) {
+                            warn!(rendition = %name, source = %self.config.source, error = %message, "source video cannot be re-encoded; the rendition carries audio only until the source changes");
+                            run.unusable = Some(message);
+                        }
+                    }
+                    Some(Output::Error { message, kind: ErrorKind::Input }) => {
                         debug!(rendition = %name, error = %message, "codec error; resuming at the next keyframe");
                     }
                     None => break End::Failed("the codec thread ended".into()),

@@ -16,7 +16,9 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use codecs::h264::{RenditionSpec, VideoInput, VideoOutput, VideoTranscoder, VideoTranscoderStats};
+use codecs::h264::{
+    H264Error, RenditionSpec, VideoInput, VideoOutput, VideoTranscoder, VideoTranscoderStats,
+};
 
 /// Most source frames waiting for the codec thread: a whole GOP of 60 fps video at a 4 s
 /// keyframe interval, so that the burst a new run starts with (the source's saved GOP) fits.
@@ -50,11 +52,34 @@ impl Job {
 #[derive(Debug)]
 pub enum Output {
     Video(VideoOutput),
-    /// The codec refused something; the thread goes on (or, for `fatal`, has ended).
+    /// The codec refused something.
     Error {
         message: String,
-        fatal: bool,
+        kind: ErrorKind,
     },
+}
+
+/// How bad an [`Output::Error`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Bad input: the transcoder resumes at the next keyframe.
+    Input,
+    /// The source's format cannot be decoded (10-bit, 4:2:2, too large): nothing comes out
+    /// until the source sends another configuration.
+    Unusable,
+    /// The codec cannot go on (it could not start, or the encoder failed): the run ends and is
+    /// retried.
+    Fatal,
+}
+
+impl ErrorKind {
+    fn of(e: &H264Error) -> ErrorKind {
+        match e {
+            H264Error::Unsupported(_) | H264Error::TooLarge { .. } => ErrorKind::Unusable,
+            _ if e.is_recoverable() => ErrorKind::Input,
+            _ => ErrorKind::Fatal,
+        }
+    }
 }
 
 /// What [`CodecWorker::offer_frame`] did with a frame.
@@ -279,7 +304,7 @@ fn run(
         Err(e) => {
             let _ = output.blocking_send(Output::Error {
                 message: e.to_string(),
-                fatal: true,
+                kind: ErrorKind::Fatal,
             });
             return;
         }
@@ -306,7 +331,7 @@ fn run(
             Ok(None) => None,
             Err(e) => Some(Output::Error {
                 message: e.to_string(),
-                fatal: false,
+                kind: ErrorKind::of(&e),
             }),
         };
         *shared.stats.lock().unwrap_or_else(|e| e.into_inner()) = transcoder.stats();
@@ -371,6 +396,31 @@ mod tests {
         a.lost();
         assert!(!a.admit(false, true));
         assert!(a.admit(true, true));
+    }
+
+    #[test]
+    fn codec_errors_are_sorted_by_what_the_rendition_can_do_about_them() {
+        let too_large = H264Error::TooLarge {
+            width: 8192,
+            height: 4320,
+            max_width: 4096,
+            max_height: 2304,
+        };
+        assert_eq!(ErrorKind::of(&too_large), ErrorKind::Unusable);
+        let ten_bit = H264Error::Unsupported("10-bit".into());
+        assert_eq!(ErrorKind::of(&ten_bit), ErrorKind::Unusable);
+        assert_eq!(
+            ErrorKind::of(&H264Error::Malformed("length")),
+            ErrorKind::Input
+        );
+        assert_eq!(
+            ErrorKind::of(&H264Error::Decode("x".into())),
+            ErrorKind::Input
+        );
+        assert_eq!(
+            ErrorKind::of(&H264Error::Encode("x".into())),
+            ErrorKind::Fatal
+        );
     }
 
     #[test]
