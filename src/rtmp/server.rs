@@ -445,10 +445,11 @@ impl Connection {
             );
             return Err(End::Closed);
         }
-        if let Role::Playing(p) = &self.role {
+        let full = self.session.pending_bytes() >= OUTPUT_HIGH;
+        if let Role::Playing(p) = &mut self.role {
             // A player that takes items finds its `Kicked` item there; only one whose socket is
             // full (so it takes none) needs to look.
-            if self.session.pending_bytes() >= OUTPUT_HIGH && p.sub.is_kicked() {
+            if full && p.sub.is_kicked() {
                 warn!(stream = %p.name, "player disconnected by the hub: too slow");
                 return Err(End::Closed);
             }
