@@ -2,13 +2,16 @@
 //! headers and metadata, its frame saver (GOP cache) and its players.
 //!
 //! The hub is runtime-agnostic: a publisher's [`PublisherHandle::push`] is a synchronous,
-//! never-blocking call that costs one `Message` clone per player; players wait with a
-//! `tokio::sync::Notify`. No sockets here: the RTMP (and later HLS, recorder) glue reads
-//! [`PlayerSubscription`]s and feeds [`PublisherHandle`]s.
+//! never-blocking call that appends the frame once to the stream's fan-out log ([`log`]);
+//! each player offers its own bounded queue what it has not yet seen there when it next
+//! reads, so a push costs the same for 1 player as for 1000, and a player's thread does its
+//! own work. Players wait with one `tokio::sync::Notify` per stream. No sockets here: the RTMP
+//! (and later HLS, recorder) glue reads [`PlayerSubscription`]s and feeds [`PublisherHandle`]s.
 //!
 //! Locks, always taken in this order and never across an `.await`: the hub's stream map, a
-//! stream's state, a player's queue.
+//! stream's state, a player's queue (with its log cursor). Reading the log takes no lock.
 
+mod log;
 mod player;
 mod saver;
 
@@ -23,7 +26,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use player::{Offer, PlayerShared, Rebaser};
+use log::{LogWriter, SEGMENT};
+use player::{PlayerShared, Rebaser};
 use saver::FrameSaver;
 
 use crate::media::{AudioSpecificConfig, AvcDecoderConfig, Codec, Frame, MediaKind};
@@ -140,6 +144,9 @@ pub(crate) struct HubInner {
 pub(crate) struct Stream {
     pub(crate) name: String,
     state: Mutex<StreamState>,
+    /// Woken whenever something is appended to the log or a player is kicked or closed; a
+    /// waiting player then looks at its queue.
+    pub(crate) wake: tokio::sync::Notify,
 }
 
 struct Publisher {
@@ -160,6 +167,8 @@ struct StreamState {
     audio_format: Option<(u32, u8)>,
     saver: FrameSaver,
     last_timestamp: u32,
+    /// What every player gets, appended once (players read it with their own cursors).
+    log: LogWriter,
     players: Vec<Arc<PlayerShared>>,
     frames_in: u64,
     bytes_in: u64,
@@ -181,15 +190,29 @@ impl StreamState {
         self.saver.clear();
     }
 
-    fn offer_all(&mut self, stream: &str, item: &PlayerItem) {
+    /// Appends `item` to the log for every player. Each new log segment, players more than a
+    /// segment behind (whose sockets are full, or who do not read) are caught up here, so the
+    /// log stays short and a stalled player meets its drop policy and bounds as it would have
+    /// at push time. The caller wakes the stream's waiting players.
+    fn offer_all(&mut self, stream: &str, item: PlayerItem) {
+        if self.log.push(item) {
+            let behind = self.log.end().saturating_sub(SEGMENT as u64);
+            self.catch_up(stream, behind);
+        }
+    }
+
+    /// Offers every player whose log cursor is before `behind` what it has not seen yet
+    /// (`u64::MAX`: every player), counting drops and disconnecting those this kicks.
+    fn catch_up(&mut self, stream: &str, behind: u64) {
         let mut kicked = Vec::new();
         for p in &self.players {
-            let outcome = p.lock().offer(item.clone(), &mut self.dropped);
-            if let Offer::Kicked(reason) = outcome {
-                tracing::warn!(stream = %stream, player = %p.id, %reason, "player disconnected");
-                kicked.push(p.id);
+            let mut r = p.lock();
+            if r.position() < behind {
+                if let Some(reason) = r.catch_up(&mut self.dropped) {
+                    tracing::warn!(stream = %stream, player = %p.id, %reason, "player disconnected");
+                    kicked.push(p.id);
+                }
             }
-            p.notify.notify_one();
         }
         if !kicked.is_empty() {
             self.players_kicked += kicked.len() as u64;
@@ -240,9 +263,10 @@ impl Hub {
             since: Instant::now(),
         });
         st.forget_publisher_media();
-        st.offer_all(name, &PlayerItem::PublishStarted { source });
+        st.offer_all(name, PlayerItem::PublishStarted { source });
         tracing::info!(stream = %name, %source, publisher = id, players = st.players.len(), "publish started");
         drop(st);
+        stream.wake.notify_waiters();
         Ok(PublisherHandle {
             hub: self.inner.clone(),
             stream,
@@ -255,10 +279,17 @@ impl Hub {
         let mut streams = lock(&self.inner.streams);
         let stream = self.inner.open_stream(&mut streams, name)?;
         let id = PlayerId(self.inner.next_id.fetch_add(1, Ordering::Relaxed));
-        let shared = Arc::new(PlayerShared::new(id, self.inner.config.player.clone()));
         let mut st = lock(&stream.state);
+        // The player reads the log from here on; what came before reaches it through the
+        // headers and the saved GOP below.
+        let shared = Arc::new(PlayerShared::new(
+            id,
+            self.inner.config.player.clone(),
+            st.log.cursor(),
+        ));
         if let Some(p) = &st.publisher {
-            let mut q = shared.lock();
+            let mut r = shared.lock();
+            let q = &mut r.queue;
             let mut dropped = DropCounts::default();
             q.offer(
                 PlayerItem::PublishStarted { source: p.source },
@@ -281,7 +312,7 @@ impl Hub {
             for f in st.saver.frames() {
                 q.offer(PlayerItem::Frame(f.clone()), &mut dropped);
             }
-            drop(q);
+            drop(r);
             st.dropped.merge(&dropped);
         }
         st.players.push(shared.clone());
@@ -309,9 +340,9 @@ impl Hub {
         let p = st.players.swap_remove(i);
         p.lock().kick(KickReason::Requested);
         st.players_kicked += 1;
-        p.notify.notify_one();
         tracing::info!(stream = %name, player = %id, "player kicked by request");
         drop(st);
+        stream.wake.notify_waiters();
         self.inner.bump_players();
         true
     }
@@ -373,8 +404,9 @@ impl Hub {
         let Some(stream) = lock(&self.inner.streams).get(name).cloned() else {
             return Vec::new();
         };
-        let st = lock(&stream.state);
-        st.players.iter().map(|p| p.lock().stats()).collect()
+        let mut st = lock(&stream.state);
+        st.catch_up(&stream.name, u64::MAX);
+        st.players.iter().map(|p| p.lock().queue.stats()).collect()
     }
 
     /// Stops the hub: no new publishers or players, pushes fail with [`HubError::ShutDown`],
@@ -383,11 +415,14 @@ impl Hub {
         let streams = lock(&self.inner.streams);
         self.inner.shut_down.store(true, Ordering::Relaxed);
         for stream in streams.values() {
-            let st = lock(&stream.state);
+            let mut st = lock(&stream.state);
+            // What was pushed before the shutdown is still delivered.
+            st.catch_up(&stream.name, u64::MAX);
             for p in &st.players {
                 p.lock().close();
-                p.notify.notify_one();
             }
+            drop(st);
+            stream.wake.notify_waiters();
         }
         tracing::info!(streams = streams.len(), "hub shut down");
     }
@@ -430,6 +465,7 @@ impl HubInner {
                 audio_format: None,
                 saver: FrameSaver::new(self.config.saver.clone()),
                 last_timestamp: 0,
+                log: LogWriter::new(),
                 players: Vec::new(),
                 frames_in: 0,
                 bytes_in: 0,
@@ -437,6 +473,7 @@ impl HubInner {
                 players_kicked: 0,
                 ingest_dropped: 0,
             }),
+            wake: tokio::sync::Notify::new(),
         })
     }
 
@@ -471,16 +508,32 @@ impl HubInner {
         if st.publisher.as_ref().is_some_and(|p| p.id == id) {
             st.publisher = None;
             st.forget_publisher_media();
-            st.offer_all(&stream.name, &PlayerItem::PublishStopped);
+            st.offer_all(&stream.name, PlayerItem::PublishStopped);
             tracing::info!(stream = %stream.name, publisher = id, "publish stopped");
         }
         Self::forget_if_idle(&mut streams, stream, &st);
+        drop(st);
+        drop(streams);
+        stream.wake.notify_waiters();
     }
 }
 
 impl Stream {
+    /// A player's own catch-up dropped frames or disconnected it: add that to the stream's
+    /// counters (taken after the player's queue lock is released: the stream's comes first).
+    pub(crate) fn report(&self, id: PlayerId, dropped: &DropCounts, kicked: Option<KickReason>) {
+        let mut st = lock(&self.state);
+        st.dropped.merge(dropped);
+        if let Some(reason) = kicked {
+            tracing::warn!(stream = %self.name, player = %id, %reason, "player disconnected");
+            st.players_kicked += 1;
+            st.players.retain(|p| p.id != id);
+        }
+    }
+
     fn stats(&self) -> StreamStats {
-        let st = lock(&self.state);
+        let mut st = lock(&self.state);
+        st.catch_up(&self.name, u64::MAX);
         StreamStats {
             name: self.name.clone(),
             source: st.publisher.as_ref().map(|p| p.source),
@@ -521,8 +574,9 @@ impl PublisherHandle {
     }
 
     /// Hands a frame to the stream: records it if it is a sequence header or `onMetaData`,
-    /// saves it for new players, and queues it for every player (one `Message` clone each,
-    /// never a payload copy). Never blocks; a slow player loses frames, not the publisher.
+    /// saves it for new players, and appends it to the log every player reads (each player
+    /// later takes one `Message` clone, never a payload copy). Never blocks; a slow player
+    /// loses frames, not the publisher.
     /// Fails only once the hub is shutting down (the publisher should then stop).
     pub fn push(&mut self, mut frame: Frame) -> Result<(), HubError> {
         if self.hub.shut_down.load(Ordering::Relaxed) {
@@ -562,7 +616,9 @@ impl PublisherHandle {
         st.saver.push(&frame);
         st.last_timestamp = frame.timestamp;
         let name = &self.stream.name;
-        st.offer_all(name, &PlayerItem::Frame(frame));
+        st.offer_all(name, PlayerItem::Frame(frame));
+        drop(st);
+        self.stream.wake.notify_waiters();
         Ok(())
     }
 }

@@ -4,8 +4,7 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::Notify;
-
+use super::log::LogCursor;
 use super::{HubInner, SourceKind, Stream};
 use crate::media::{Frame, MediaKind};
 
@@ -494,25 +493,75 @@ impl Rebaser {
     }
 }
 
-/// The hub's side of one player, shared between the publisher's fan-out and the reader.
+/// A player's queue and its cursor in the stream's fan-out log, locked together.
+///
+/// Frames reach the queue lazily: the publisher appends each item once to the stream's log
+/// (see [`super::log`]), and whoever next looks at this player — the player itself before it
+/// takes items, or the hub for a player that lags or for statistics — offers the queue every
+/// log item past the cursor, in order. Every item pushed before a take is offered before it,
+/// exactly as if the publisher had offered it to every queue at push time, so the drop policy
+/// sees the same sequence of offers and takes and decides the same.
+pub(crate) struct PlayerReader {
+    pub(crate) queue: PlayerQueue,
+    /// `None` once the queue takes no more items (kicked, or closed at shutdown): a player
+    /// whose connection has yet to notice must not keep the log's segments alive.
+    cursor: Option<LogCursor>,
+}
+
+impl PlayerReader {
+    /// Offers the queue every log item past the cursor. `dropped` accumulates the frames this
+    /// dropped; returns the kick it caused, if any.
+    pub(crate) fn catch_up(&mut self, dropped: &mut DropCounts) -> Option<KickReason> {
+        let cursor = self.cursor.as_mut()?;
+        while let Some(item) = cursor.next() {
+            if let Offer::Kicked(reason) = self.queue.offer(item, dropped) {
+                self.cursor = None;
+                return Some(reason);
+            }
+        }
+        None
+    }
+
+    /// The log sequence number of the next item this player has not been offered (`u64::MAX`
+    /// once it takes no more).
+    pub(crate) fn position(&self) -> u64 {
+        self.cursor.as_ref().map_or(u64::MAX, LogCursor::position)
+    }
+
+    /// Disconnects the player: it reads `Kicked(reason)`, then nothing.
+    pub(crate) fn kick(&mut self, reason: KickReason) {
+        self.queue.kick(reason);
+        self.cursor = None;
+    }
+
+    /// Ends the player's queue after what it holds (hub shutdown; catch it up first).
+    pub(crate) fn close(&mut self) {
+        self.queue.close();
+        self.cursor = None;
+    }
+}
+
+/// The hub's side of one player, shared between the publisher (catching up a lagging player)
+/// and the reader.
 pub(crate) struct PlayerShared {
     pub(crate) id: PlayerId,
-    pub(crate) queue: Mutex<PlayerQueue>,
-    pub(crate) notify: Notify,
+    reader: Mutex<PlayerReader>,
 }
 
 impl PlayerShared {
-    pub(crate) fn new(id: PlayerId, config: PlayerQueueConfig) -> Self {
+    pub(crate) fn new(id: PlayerId, config: PlayerQueueConfig, cursor: LogCursor) -> Self {
         PlayerShared {
             id,
-            queue: Mutex::new(PlayerQueue::new(id, config)),
-            notify: Notify::new(),
+            reader: Mutex::new(PlayerReader {
+                queue: PlayerQueue::new(id, config),
+                cursor: Some(cursor),
+            }),
         }
     }
 
-    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, PlayerQueue> {
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, PlayerReader> {
         // A panic while holding the lock leaves the queue consistent enough to read from.
-        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+        self.reader.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -529,9 +578,11 @@ pub enum TryNext {
 /// A player's subscription to a stream, from [`Hub::play`](super::Hub::play). Dropping it
 /// unsubscribes.
 ///
-/// Contract: read with [`next`](Self::next) (or [`try_next`](Self::try_next) to batch what is
-/// ready) as fast as the connection can send; the hub never waits for a player, it drops frames
-/// for it (see [`PlayerQueueConfig`]) and finally disconnects it.
+/// Contract: read with [`next`](Self::next) (or [`try_next`](Self::try_next) /
+/// [`try_take`](Self::try_take) to batch what is ready) as fast as the connection can send; the
+/// hub never waits for a player, it drops frames for it (see [`PlayerQueueConfig`]) and finally
+/// disconnects it. A reader may let items wait (e.g. until its next write): they wait in its
+/// queue under the same bounds.
 pub struct PlayerSubscription {
     pub(crate) hub: Arc<HubInner>,
     pub(crate) stream: Arc<Stream>,
@@ -557,68 +608,94 @@ impl PlayerSubscription {
             match self.try_next() {
                 TryNext::Item(item) => return Some(item),
                 TryNext::Ended => return None,
-                TryNext::Empty => self.shared.notify.notified().await,
+                TryNext::Empty => {}
+            }
+            // Registered before looking again, so an append in between is not missed.
+            let stream = self.stream.clone();
+            let notified = stream.wake.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            match self.try_next() {
+                TryNext::Item(item) => return Some(item),
+                TryNext::Ended => return None,
+                TryNext::Empty => notified.await,
             }
         }
     }
 
+    /// Runs `f` on the queue once it has been offered everything published so far, then adds
+    /// what that dropped (and a kick) to the stream's counters.
+    fn with_queue<R>(&mut self, f: impl FnOnce(&mut PlayerQueue, &mut Rebaser) -> R) -> R {
+        let mut dropped = DropCounts::default();
+        let mut r = self.shared.lock();
+        let kicked = r.catch_up(&mut dropped);
+        let out = f(&mut r.queue, &mut self.rebaser);
+        drop(r);
+        if kicked.is_some() || dropped.total() > 0 {
+            self.stream.report(self.shared.id, &dropped, kicked);
+        }
+        out
+    }
+
     /// The next item if one is queued, without waiting.
     pub fn try_next(&mut self) -> TryNext {
-        let popped = self.shared.lock().pop();
-        match popped {
+        self.with_queue(|q, rebaser| match q.pop() {
             Ok(Some(PlayerItem::Frame(mut f))) => {
-                f.timestamp = self.rebaser.map(f.kind, f.timestamp);
+                f.timestamp = rebaser.map(f.kind, f.timestamp);
                 TryNext::Item(PlayerItem::Frame(f))
             }
             Ok(Some(item)) => {
                 if let PlayerItem::PublishStarted { .. } = item {
-                    self.rebaser.publish_started();
+                    rebaser.publish_started();
                 }
                 TryNext::Item(item)
             }
             Ok(None) => TryNext::Empty,
             Err(()) => TryNext::Ended,
-        }
+        })
     }
 
     /// Moves queued items into `out` (appending, in order) until their payload bytes reach
     /// `max_bytes` or the queue is empty: one lock for a whole batch. Returns false once the
     /// subscription has ended (as [`TryNext::Ended`]) and nothing more was taken.
     pub fn try_take(&mut self, out: &mut Vec<PlayerItem>, max_bytes: usize) -> bool {
-        let mut taken = 0;
-        let mut q = self.shared.lock();
-        while taken < max_bytes {
-            match q.pop() {
-                Ok(Some(item)) => {
-                    let item = match item {
-                        PlayerItem::Frame(mut f) => {
-                            taken += f.payload.len();
-                            f.timestamp = self.rebaser.map(f.kind, f.timestamp);
-                            PlayerItem::Frame(f)
-                        }
-                        PlayerItem::PublishStarted { .. } => {
-                            self.rebaser.publish_started();
-                            item
-                        }
-                        other => other,
-                    };
-                    out.push(item);
+        let before = out.len();
+        self.with_queue(|q, rebaser| {
+            let mut taken = 0;
+            while taken < max_bytes {
+                match q.pop() {
+                    Ok(Some(item)) => {
+                        let item = match item {
+                            PlayerItem::Frame(mut f) => {
+                                taken += f.payload.len();
+                                f.timestamp = rebaser.map(f.kind, f.timestamp);
+                                PlayerItem::Frame(f)
+                            }
+                            PlayerItem::PublishStarted { .. } => {
+                                rebaser.publish_started();
+                                item
+                            }
+                            other => other,
+                        };
+                        out.push(item);
+                    }
+                    Ok(None) => break,
+                    Err(()) => return out.len() > before,
                 }
-                Ok(None) => break,
-                Err(()) => return !out.is_empty(),
             }
-        }
-        true
+            true
+        })
     }
 
     pub fn stats(&self) -> PlayerStats {
-        self.shared.lock().stats()
+        self.shared.lock().queue.stats()
     }
 
     /// Whether the hub disconnected this player, without taking anything from its queue: for
-    /// a connection whose socket is too full to take more items.
-    pub fn is_kicked(&self) -> bool {
-        self.shared.lock().state == QueueState::Kicked
+    /// a connection whose socket is too full to take more items. (The queue is offered what
+    /// was published meanwhile first, which may be what disconnects it.)
+    pub fn is_kicked(&mut self) -> bool {
+        self.with_queue(|q, _| q.state == QueueState::Kicked)
     }
 }
 
@@ -743,6 +820,89 @@ mod tests {
                     if let PlayerItem::Frame(f) = item { if f.sequence_header { headers_out += 1; } }
                 }
                 prop_assert_eq!(headers_in, headers_out, "sequence headers are never dropped");
+            }
+        }
+    }
+
+    fn same_item(a: &PlayerItem, b: &PlayerItem) -> bool {
+        match (a, b) {
+            (PlayerItem::Frame(a), PlayerItem::Frame(b)) => {
+                a.payload.ptr_eq(&b.payload) && a.timestamp == b.timestamp
+            }
+            (PlayerItem::PublishStarted { .. }, PlayerItem::PublishStarted { .. })
+            | (PlayerItem::PublishStopped, PlayerItem::PublishStopped) => true,
+            (PlayerItem::Kicked(a), PlayerItem::Kicked(b)) => a == b,
+            _ => false,
+        }
+    }
+
+    proptest! {
+        /// The lazy fan-out decides as the eager one: a player whose queue is offered the
+        /// stream's log only when it takes items (or when the hub catches it up, at any moment)
+        /// gets the same items, drops the same frames and is kicked for the same reason at the
+        /// same point as a queue offered every item at push time. This is what lets the
+        /// publisher append once instead of offering to every queue.
+        #[test]
+        fn log_reader_decides_as_eager_offers(
+            ops in proptest::collection::vec(op(), 1..400),
+            catch_ups in proptest::collection::vec(any::<bool>(), 400),
+        ) {
+            let pool = PagePool::new(PoolConfig::default());
+            let mut w = pool.writer("p", 1 << 30);
+            let config = PlayerQueueConfig { soft_bytes: 30_000, hard_bytes: 80_000 };
+            let mut eager = PlayerQueue::new(PlayerId(1), config.clone());
+            let mut eager_dropped = DropCounts::default();
+            let mut log = super::super::log::LogWriter::new();
+            let lazy = PlayerShared::new(PlayerId(1), config, log.cursor());
+            let mut lazy_dropped = DropCounts::default();
+            let (mut eager_kick, mut lazy_kick) = (None, None);
+            let mut ts = 0;
+            for (op, catch_up) in ops.into_iter().zip(catch_ups) {
+                ts += 10;
+                let frame = |kind, key: bool, disp: bool, header: bool, size: usize, w: &mut crate::pages::StreamWriter| {
+                    Frame { kind, timestamp: ts, keyframe: key, sequence_header: header, disposable: disp, payload: w.write(&[&vec![0u8; size]]).unwrap(), position: ts as u64 * 1000 }
+                };
+                let item = match op {
+                    Op::Pop(n) => {
+                        let mut r = lazy.lock();
+                        if let Some(k) = r.catch_up(&mut lazy_dropped) { lazy_kick = Some(k); }
+                        for _ in 0..n {
+                            let (a, b) = (eager.pop(), r.queue.pop());
+                            match (&a, &b) {
+                                (Ok(Some(a)), Ok(Some(b))) => prop_assert!(same_item(a, b), "{:?} vs {:?}", a, b),
+                                (Ok(None), Ok(None)) | (Err(()), Err(())) => {}
+                                _ => prop_assert!(false, "{:?} vs {:?}", a, b),
+                            }
+                        }
+                        continue;
+                    }
+                    Op::Republish => PlayerItem::PublishStarted { source: SourceKind::Rtmp },
+                    Op::Header => PlayerItem::Frame(frame(MediaKind::Video, false, false, true, 30, &mut w)),
+                    Op::Audio(n) => PlayerItem::Frame(frame(MediaKind::Audio, false, false, false, n, &mut w)),
+                    Op::Key(n) => PlayerItem::Frame(frame(MediaKind::Video, true, false, false, n, &mut w)),
+                    Op::Inter(n) => PlayerItem::Frame(frame(MediaKind::Video, false, false, false, n, &mut w)),
+                    Op::Disposable(n) => PlayerItem::Frame(frame(MediaKind::Video, false, true, false, n, &mut w)),
+                };
+                if let Offer::Kicked(k) = eager.offer(item.clone(), &mut eager_dropped) {
+                    eager_kick = Some(k);
+                }
+                log.push(item);
+                if catch_up {
+                    if let Some(k) = lazy.lock().catch_up(&mut lazy_dropped) { lazy_kick = Some(k); }
+                }
+            }
+            let mut r = lazy.lock();
+            if let Some(k) = r.catch_up(&mut lazy_dropped) { lazy_kick = Some(k); }
+            prop_assert_eq!(eager_kick, lazy_kick);
+            prop_assert_eq!(eager_dropped, lazy_dropped);
+            prop_assert_eq!(eager.stats(), r.queue.stats());
+            loop {
+                let (a, b) = (eager.pop(), r.queue.pop());
+                match (&a, &b) {
+                    (Ok(Some(a)), Ok(Some(b))) => prop_assert!(same_item(a, b)),
+                    (Ok(None), Ok(None)) | (Err(()), Err(())) => break,
+                    _ => prop_assert!(false, "{:?} vs {:?}", a, b),
+                }
             }
         }
     }

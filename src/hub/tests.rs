@@ -641,3 +641,33 @@ fn latest_keyframe_follows_the_saved_gop_and_ends_with_the_publisher() {
     drop(publisher);
     assert!(hub.latest_keyframe("cam").is_none(), "publisher gone");
 }
+
+/// A kicked player whose connection has not yet dropped its subscription (it is still flushing
+/// its last bytes to a peer that does not read) must not keep the stream's log, and so every
+/// frame published since, alive.
+#[test]
+fn a_kicked_subscription_pins_no_frames() {
+    let config = HubConfig {
+        player: PlayerQueueConfig {
+            soft_bytes: 20_000,
+            hard_bytes: 60_000,
+        },
+        ..HubConfig::default()
+    };
+    let hub = Hub::new(config);
+    let mut src = Src::with_mode(crate::pages::PageMode::Contiguous);
+    let mut p = hub.publish("live", SourceKind::Rtmp).unwrap();
+    let stalled = hub.play("live").unwrap();
+    for i in 0..5000u32 {
+        p.push(src.video(i * 40, i % 50 == 0, false, 2000)).unwrap();
+        p.push(src.aac(i * 40, 100)).unwrap();
+    }
+    assert_eq!(hub.stream_stats("live").unwrap().players_kicked, 1);
+    let live = src._pool.stats().live_bytes;
+    // The saver's GOP (50 frame pairs) and at most three log segments.
+    assert!(
+        live < 50 * 2100 + 3 * 64 * 2000,
+        "{live} bytes live while a kicked player holds its subscription"
+    );
+    drop(stalled);
+}
