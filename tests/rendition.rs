@@ -9,7 +9,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::{assert_near, ffprobe, fixture, Kind, Player, Server};
+use common::{assert_near, ffprobe, fixture, publish, Kind, Player, Server};
 
 /// Source frame rate of the fixture.
 const SOURCE_FPS: f64 = 25.0;
@@ -128,6 +128,63 @@ fn rendition_plays_at_its_size_and_rate_while_the_source_players_are_unaffected(
         source.count(Kind::Video)
     );
     server.assert_alive("the rendition test");
+}
+
+#[test]
+fn a_rendition_of_a_speex_publisher_waits_for_it_and_carries_the_transcoded_aac() {
+    let server = Server::start(
+        "[rtmp]\nlisten = \"127.0.0.1:0\"\n\n\
+         [[rendition]]\nsource = \"flash\"\nname = \"flash_small\"\nheight = 180\n\
+         bitrate_kbps = 300\nlinger_s = 1\n",
+    );
+    // The player comes first: the rendition starts, its source has no publisher yet.
+    let mut player = Player::start(
+        &server.url("flash_small"),
+        Some(4.0),
+        Duration::from_secs(60),
+    );
+    assert!(server.wait_log(
+        "a player arrived: rendition starting",
+        Duration::from_secs(10)
+    ));
+    std::thread::sleep(Duration::from_millis(500));
+    let _publisher = publish(
+        "h264-speex16k.flv",
+        &server.url("flash"),
+        Duration::from_secs(60),
+    );
+    let fin = player.finish(Duration::from_secs(40));
+    assert!(fin.success(), "rendition player failed: {}", fin.stderr);
+    assert!(
+        fin.stderr.trim().is_empty(),
+        "decode errors:\n{}",
+        fin.stderr
+    );
+    let headers = player.headers();
+    assert!(
+        headers
+            .iter()
+            .any(|h| h.contains("dimensions") && h.contains("320x180")),
+        "{headers:?}"
+    );
+    assert!(
+        player.count(Kind::Video) as f64 >= 4.0 * SOURCE_FPS * 0.85,
+        "video frames: {}",
+        player.count(Kind::Video)
+    );
+    // Speex from the publisher became AAC at the source; the rendition passes that through.
+    assert!(
+        headers
+            .iter()
+            .any(|h| h.contains("sample_rate") && h.contains("48000")),
+        "{headers:?}"
+    );
+    assert!(
+        player.count(Kind::Audio) > 50,
+        "audio frames: {}",
+        player.count(Kind::Audio)
+    );
+    assert!(server.log().contains("transcoding audio to AAC"));
 }
 
 #[test]

@@ -516,6 +516,11 @@ fn render_streams(x: &mut Exposition, streams: &[StreamView]) {
         Counter,
         "Source frames a rendition's decoder refused (it resumes at the next keyframe).",
     );
+    let mut skipped = Family::new(
+        "moment_transcoder_encoder_skipped_frames_total",
+        Counter,
+        "Frames a rendition's encoder skipped to hold its bit rate.",
+    );
     let mut cpu = Family::new(
         "moment_transcoder_cpu_seconds_total",
         Counter,
@@ -539,6 +544,9 @@ fn render_streams(x: &mut Exposition, streams: &[StreamView]) {
             if let Some(v) = t.decode_errors {
                 decode_errors.sample(&labels, v);
             }
+            if let Some(v) = t.encoder_skipped {
+                skipped.sample(&labels, v);
+            }
             if let Some(v) = t.cpu_seconds {
                 cpu.sample(&labels, Value::Float(v));
             }
@@ -551,6 +559,7 @@ fn render_streams(x: &mut Exposition, streams: &[StreamView]) {
     x.add(runs);
     x.add(frames_out);
     x.add(decode_errors);
+    x.add(skipped);
     x.add(cpu);
 
     render_players(x, streams);

@@ -43,6 +43,9 @@ pub struct TranscoderStatus {
     pub frames_in: Option<u64>,
     pub frames_out: Option<u64>,
     pub decode_errors: Option<u64>,
+    /// Frames the encoder's rate control skipped to hold the bit rate (a bit rate too low for
+    /// the size).
+    pub encoder_skipped: Option<u64>,
     /// CPU time its codec threads used, over all its runs.
     pub cpu_seconds: Option<f64>,
 }

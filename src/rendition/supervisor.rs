@@ -51,6 +51,7 @@ struct Counters {
     /// Source frames dropped because the codec thread was behind (earlier runs included).
     dropped: u64,
     decode_errors: u64,
+    encoder_skipped: u64,
     /// CPU seconds of the codec threads (earlier runs included).
     cpu_ns: u64,
     queue: (usize, usize),
@@ -241,6 +242,7 @@ impl Rendition {
         counters.cpu_ns = run.base.cpu_ns + shared.cpu_ns();
         counters.dropped = run.base.dropped + worker.dropped();
         counters.decode_errors = run.base.decode_errors + stats.decode_errors;
+        counters.encoder_skipped = run.base.encoder_skipped + stats.encoder_skipped;
     }
 
     /// One item from the source's subscription.
@@ -422,6 +424,7 @@ impl Rendition {
                 frames_in: Some(c.frames_in),
                 frames_out: Some(c.frames_out),
                 decode_errors: Some(c.decode_errors),
+                encoder_skipped: Some(c.encoder_skipped),
                 cpu_seconds: Some(c.cpu_ns as f64 / 1e9),
             }],
         );
