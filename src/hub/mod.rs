@@ -30,7 +30,7 @@ use log::{LogWriter, SEGMENT};
 use player::{PlayerShared, Rebaser};
 use saver::FrameSaver;
 
-use crate::media::{AudioSpecificConfig, AvcDecoderConfig, Codec, Frame, MediaKind};
+use crate::media::{Codec, Frame, MediaKind};
 
 /// Hub configuration.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
@@ -603,11 +603,11 @@ impl PublisherHandle {
             if frame.sequence_header {
                 match frame.kind {
                     MediaKind::Video => {
-                        st.video_size = video_size(&frame);
+                        st.video_size = frame.avc_picture_size();
                         st.video_header = Some(frame.clone());
                     }
                     _ => {
-                        st.audio_format = audio_format(&frame);
+                        st.audio_format = frame.aac_format();
                         st.audio_header = Some(frame.clone());
                     }
                 }
@@ -636,31 +636,6 @@ impl PublisherHandle {
     pub fn discontinuity(&mut self) {
         lock(&self.stream.state).saver.clear();
     }
-}
-
-/// Width and height from an H.264 sequence header (legacy FLV or enhanced-RTMP `avc1`: the
-/// record starts 5 bytes into the tag body in both); `None` for other codecs or bad headers.
-fn video_size(frame: &Frame) -> Option<(u32, u32)> {
-    if frame.codec() != Some(Codec::Avc) {
-        return None;
-    }
-    let body = frame.payload.to_vec();
-    let sps = AvcDecoderConfig::parse(body.get(5..)?)
-        .ok()?
-        .parsed_sps()
-        .ok()?;
-    Some((sps.width, sps.height))
-}
-
-/// Sample rate and channels from an AAC sequence header (the AudioSpecificConfig follows the
-/// 2-byte tag header); `None` for other codecs or bad headers.
-fn audio_format(frame: &Frame) -> Option<(u32, u8)> {
-    if frame.codec() != Some(Codec::Aac) {
-        return None;
-    }
-    let body = frame.payload.to_vec();
-    let asc = AudioSpecificConfig::parse(body.get(2..)?).ok()?;
-    Some((asc.sample_rate, asc.channels))
 }
 
 impl Drop for PublisherHandle {

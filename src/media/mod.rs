@@ -313,6 +313,32 @@ impl Frame {
             .and_then(|i| i.codec)
     }
 
+    /// Width and height from an H.264 sequence header (legacy FLV or enhanced-RTMP `avc1`: the
+    /// record starts 5 bytes into the tag body in both); `None` for other frames, other codecs
+    /// or bad headers.
+    pub fn avc_picture_size(&self) -> Option<(u32, u32)> {
+        if !self.sequence_header || self.codec() != Some(Codec::Avc) {
+            return None;
+        }
+        let body = self.payload.to_vec();
+        let sps = AvcDecoderConfig::parse(body.get(5..)?)
+            .ok()?
+            .parsed_sps()
+            .ok()?;
+        Some((sps.width, sps.height))
+    }
+
+    /// Sample rate and channels from an AAC sequence header (the AudioSpecificConfig follows
+    /// the 2-byte tag header); `None` for other frames, other codecs or bad headers.
+    pub fn aac_format(&self) -> Option<(u32, u8)> {
+        if !self.sequence_header || self.codec() != Some(Codec::Aac) {
+            return None;
+        }
+        let body = self.payload.to_vec();
+        let asc = AudioSpecificConfig::parse(body.get(2..)?).ok()?;
+        Some((asc.sample_rate, asc.channels))
+    }
+
     /// True for a data frame carrying `onMetaData` (whose 13-byte AMF0 name may span pages).
     pub fn is_metadata(&self) -> bool {
         self.kind == MediaKind::Data

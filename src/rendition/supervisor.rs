@@ -279,10 +279,7 @@ impl Rendition {
                     return;
                 }
                 if frame.sequence_header {
-                    counters.source_size = AvcDecoderConfig::parse(&body[5..])
-                        .and_then(|c| c.parsed_sps())
-                        .ok()
-                        .map(|sps| (sps.width, sps.height));
+                    counters.source_size = frame.avc_picture_size();
                     body.drain(..5);
                     worker.offer_config(body);
                     return;
@@ -299,7 +296,7 @@ impl Rendition {
             }
             MediaKind::Audio => {
                 if frame.sequence_header {
-                    run.audio = frame.codec().map(|c| (c, audio_format(&frame)));
+                    run.audio = frame.codec().map(|c| (c, frame.aac_format()));
                 }
                 // Audio passes through, copied into the rendition's pages (a few hundred
                 // bytes a frame; sharing the source's pages would tie the two streams' memory).
@@ -435,16 +432,6 @@ impl Rendition {
 /// the packet type).
 fn composition_time(body: &[u8]) -> i32 {
     (i32::from(body[2] as i8) << 16) | (i32::from(body[3]) << 8) | i32::from(body[4])
-}
-
-/// Sample rate and channels from an AAC sequence header body.
-fn audio_format(frame: &Frame) -> Option<(u32, u8)> {
-    if frame.codec() != Some(Codec::Aac) {
-        return None;
-    }
-    let body = frame.payload.to_vec();
-    let asc = media::AudioSpecificConfig::parse(body.get(2..)?).ok()?;
-    Some((asc.sample_rate, asc.channels))
 }
 
 #[cfg(test)]
