@@ -10,8 +10,8 @@
 //!
 //! Answers: 200 `image/jpeg`; 404 no such stream; 503 with `Retry-After` while the stream has
 //! no keyframe (nothing published yet, or an on-demand source still connecting) or all
-//! decoders are busy; 422 when the stream's video is not H.264; 500 when the keyframe does not
-//! decode.
+//! decoders are busy; 422 when the stream's video is not H.264 or a format the decoder refuses
+//! (10-bit, 4:2:2, over 4096x2304); 500 when the keyframe does not decode.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use codecs::h264::H264Error;
 use tokio::sync::Semaphore;
 
 use super::error;
@@ -131,10 +132,9 @@ impl Snapshots {
         let made = tokio::task::spawn_blocking(move || {
             // Both bodies start with the 5-byte FLV AVC header.
             let (Some(record), Some(nalus)) = (header.get(5..), keyframe.get(5..)) else {
-                return Err("truncated H.264 tag body".to_owned());
+                return Err(H264Error::Malformed("truncated H.264 tag body"));
             };
             codecs::h264::snapshot_jpeg(record, nalus, QUALITY, Default::default())
-                .map_err(|e| e.to_string())
         })
         .await;
         match made {
@@ -144,6 +144,10 @@ impl Snapshots {
                 self.store(name, id, jpeg.clone());
                 jpeg_response(jpeg)
             }
+            Ok(Err(e @ (H264Error::Unsupported(_) | H264Error::TooLarge { .. }))) => error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("the video of {name:?} cannot be decoded here: {e}"),
+            ),
             Ok(Err(e)) => {
                 tracing::warn!(stream = %name, error = %e, "snapshot: the latest keyframe does not decode");
                 error(
