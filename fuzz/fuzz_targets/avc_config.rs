@@ -21,8 +21,8 @@ use libfuzzer_sys::fuzz_target;
 
 #[path = "common/sps_writer.rs"]
 mod sps_writer;
-use sps_writer::{escape, ue_value, BitWriter, HIGH_PROFILES};
 use moment::media::{AvcDecoderConfig, Sps};
+use sps_writer::{escape, ue_value, BitWriter, HIGH_PROFILES};
 
 fn check_record(rec: &AvcDecoderConfig, parsed_from: Option<&[u8]>) {
     let bytes = rec.to_bytes();
@@ -76,7 +76,6 @@ fn raw(mut u: Unstructured<'_>) -> Result<()> {
     }
     Ok(())
 }
-
 
 fn generated(u: &mut Unstructured<'_>) -> Result<()> {
     let mut w = BitWriter::default();
