@@ -153,20 +153,26 @@ struct Stage {
 /// # Ok(()) }
 /// ```
 pub struct VideoTranscoder {
-    spec: RenditionSpec,
     decoder: Decoder,
-    stage: Option<Stage>,
     sync: Sync,
+    encoding: Encoding,
+    stats: VideoTranscoderStats,
+}
+
+/// The encoding side: what turns a decoded picture into output. Kept apart from the decoder
+/// because a decoded picture borrows the decoder while it is encoded.
+struct Encoding {
+    spec: RenditionSpec,
+    stage: Option<Stage>,
     last_idr_pts: Option<i64>,
     last_config: Option<Vec<u8>>,
     times: VecDeque<i64>,
-    stats: VideoTranscoderStats,
 }
 
 impl std::fmt::Debug for VideoTranscoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("VideoTranscoder")
-            .field("spec", &self.spec)
+            .field("spec", &self.encoding.spec)
             .field("sync", &self.sync)
             .field("stats", &self.stats)
             .finish_non_exhaustive()
@@ -184,13 +190,15 @@ impl VideoTranscoder {
             )));
         }
         Ok(VideoTranscoder {
-            spec,
             decoder: Decoder::new(spec.limits)?,
-            stage: None,
             sync: Sync::WaitingForKeyframe,
-            last_idr_pts: None,
-            last_config: None,
-            times: VecDeque::with_capacity(RATE_WINDOW),
+            encoding: Encoding {
+                spec,
+                stage: None,
+                last_idr_pts: None,
+                last_config: None,
+                times: VecDeque::with_capacity(RATE_WINDOW),
+            },
             stats: VideoTranscoderStats::default(),
         })
     }
@@ -202,12 +210,12 @@ impl VideoTranscoder {
 
     /// The rendition's spec.
     pub fn spec(&self) -> RenditionSpec {
-        self.spec
+        self.encoding.spec
     }
 
     /// The output size, once the first picture has been decoded.
     pub fn output_size(&self) -> Option<(u32, u32)> {
-        self.stage.as_ref().map(|s| {
+        self.encoding.stage.as_ref().map(|s| {
             let c = s.encoder.config();
             (c.width, c.height)
         })
@@ -249,19 +257,8 @@ impl VideoTranscoder {
             return Ok(None);
         };
         self.stats.decoded += 1;
-        let size = (picture.width(), picture.height());
-        Self::encode_picture(
-            &self.spec,
-            &mut self.stage,
-            &mut self.stats,
-            &mut self.times,
-            &mut self.last_idr_pts,
-            &mut self.last_config,
-            fps_hint,
-            picture,
-            size,
-            pts,
-        )
+        self.encoding
+            .encode(&mut self.stats, fps_hint, picture, pts)
     }
 
     /// End of stream: the pictures the decoder still holds, transcoded.
@@ -270,38 +267,35 @@ impl VideoTranscoder {
         let mut out = Vec::new();
         for (picture, pts) in self.decoder.flush()? {
             self.stats.decoded += 1;
-            let size = (picture.width(), picture.height());
-            if let Some(o) = Self::encode_picture(
-                &self.spec,
-                &mut self.stage,
-                &mut self.stats,
-                &mut self.times,
-                &mut self.last_idr_pts,
-                &mut self.last_config,
-                fps_hint,
-                &picture,
-                size,
-                pts,
-            )? {
+            if let Some(o) = self
+                .encoding
+                .encode(&mut self.stats, fps_hint, &picture, pts)?
+            {
                 out.push(o);
             }
         }
         Ok(out)
     }
+}
 
-    #[allow(clippy::too_many_arguments)]
-    fn encode_picture(
-        spec: &RenditionSpec,
-        stage: &mut Option<Stage>,
+impl Encoding {
+    /// Scales and encodes one decoded picture (rebuilding the scaler and encoder for a new
+    /// source size, or a frame rate that was estimated wrong), forcing an IDR when one is due.
+    fn encode(
+        &mut self,
         stats: &mut VideoTranscoderStats,
-        times: &mut VecDeque<i64>,
-        last_idr_pts: &mut Option<i64>,
-        last_config: &mut Option<Vec<u8>>,
         fps_hint: Option<f64>,
         picture: &I420,
-        size: (u32, u32),
         pts: i64,
     ) -> Result<Option<VideoOutput>, H264Error> {
+        let Encoding {
+            spec,
+            stage,
+            last_idr_pts,
+            last_config,
+            times,
+        } = self;
+        let size = (picture.width(), picture.height());
         if times.len() == RATE_WINDOW {
             times.pop_front();
         }
