@@ -29,6 +29,7 @@
 mod amf;
 pub mod chunk_reader;
 pub mod chunk_writer;
+pub mod flush_pass;
 pub mod server;
 pub mod session;
 

@@ -20,6 +20,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn, Span};
 
+use super::flush_pass::{next_tick, FlushPass, Streamer};
 use super::{RtmpError, ServerSession, SessionConfig, SessionEvent};
 use crate::config::RtmpConfig;
 use crate::http::StatusBoard;
@@ -41,6 +42,9 @@ const READ_BUF: usize = 64 * 1024;
 const MAX_IOV: usize = 1024;
 /// Tick waits after which a streaming player polls its socket for input (~200 ms at 40 ms).
 const READ_POLL_TICKS: u8 = 4;
+/// Ticks in a row with nothing to send after which a parked player goes back to its task, to
+/// wait for items there instead of being looked at every tick (a stream gone quiet).
+const PARKED_IDLE_TICKS: u8 = 25;
 /// How long a closing connection may take to flush its last bytes.
 const CLOSE_FLUSH: Duration = Duration::from_secs(2);
 
@@ -79,6 +83,16 @@ pub async fn serve(
 ) {
     let limit = Arc::new(Semaphore::new(ctx.config.max_connections));
     let stopping = Stopping::start(shutdown.clone());
+    // One shard of the flush pass per worker thread; none without a tick (`write_delay_ms = 0`
+    // writes each item at once).
+    let pass = (ctx.config.write_delay_ms > 0).then(|| {
+        let workers = tokio::runtime::Handle::current().metrics().num_workers();
+        FlushPass::start(
+            workers,
+            Duration::from_millis(ctx.config.write_delay_ms),
+            shutdown.clone(),
+        )
+    });
     let mut tasks = JoinSet::new();
     let mut next_id = 0u64;
     loop {
@@ -98,8 +112,9 @@ pub async fn serve(
                     let ctx = ctx.clone();
                     let shutdown = shutdown.clone();
                     let stopping = stopping.clone();
+                    let pass = pass.clone().map(|pass| (pass, next_id as usize));
                     tasks.spawn(async move {
-                        Connection::new(socket, ctx, shutdown, stopping, span).run().await;
+                        Connection::new(socket, ctx, shutdown, stopping, span, pass).run().await;
                         drop(permit);
                     });
                 }
@@ -198,6 +213,8 @@ enum End {
     Shutdown,
     /// Our decision (timeout, kick, rejection); already logged.
     Closed,
+    /// Not an end: a player streams steadily, and its connection parks in the flush pass.
+    Park,
     Rtmp(RtmpError),
     Io(io::Error),
 }
@@ -240,6 +257,10 @@ struct Connection {
     tick_at: Option<Instant>,
     /// `write_delay_ms`: the tick grid's step.
     delay: Duration,
+    /// What the socket's input is read into.
+    read_buf: Vec<u8>,
+    /// Where a steadily streaming player parks, and in which shard.
+    pass: Option<(Arc<FlushPass<Connection>>, usize)>,
 }
 
 impl Connection {
@@ -249,6 +270,7 @@ impl Connection {
         shutdown: CancellationToken,
         stopping: Stopping,
         span: Span,
+        pass: Option<(Arc<FlushPass<Connection>>, usize)>,
     ) -> Connection {
         // Small control messages must not wait for Nagle; media goes out in large writev calls.
         let _ = socket.set_nodelay(true);
@@ -280,19 +302,45 @@ impl Connection {
             unpolled_ticks: 0,
             tick_at: None,
             delay,
+            // Players and idle connections read little (commands, acknowledgements); a
+            // publisher's buffer grows to READ_BUF when it starts publishing.
+            read_buf: vec![0u8; 1024],
+            pass,
         }
     }
 
-    async fn run(mut self) {
-        let span = self.span.clone();
+    async fn run(self) {
+        let mut conn = Box::new(self);
+        let span = conn.span.clone();
         span.in_scope(|| {
-            self.ctx
+            conn.ctx
                 .counters
                 .connections
                 .fetch_add(1, Ordering::Relaxed);
             debug!("connection opened");
         });
-        let end = self.drive().await;
+        let end = loop {
+            let end = conn.drive().await;
+            let (Ok(End::Park), Some((pass, shard))) = (&end, &conn.pass) else {
+                break end;
+            };
+            let (pass, shard) = (pass.clone(), *shard);
+            match pass.park(shard, conn).await {
+                Some((back, outcome)) => {
+                    conn = back;
+                    if let Some(end) = outcome {
+                        break end;
+                    }
+                }
+                // The runtime is going away, and the connection went with the pass.
+                None => return,
+            }
+        };
+        conn.close(end).await;
+    }
+
+    async fn close(&mut self, end: Result<End, End>) {
+        let span = self.span.clone();
         span.in_scope(|| match &end {
             Ok(End::PeerClosed) | Ok(End::Shutdown) | Ok(End::Closed) => {}
             Err(End::Rtmp(e)) => warn!(error = %e, "closing connection: bad input from peer"),
@@ -313,9 +361,6 @@ impl Connection {
     }
 
     async fn drive(&mut self) -> Result<End, End> {
-        // Players and idle connections read little (commands, acknowledgements); a publisher's
-        // buffer grows to READ_BUF when it starts publishing.
-        let mut buf = vec![0u8; 1024];
         // One timer for the flush tick and the deadlines, reset only when it must fire earlier
         // or has fired (firing early is harmless: the checks are idempotent). One cancellation
         // future for the whole connection, polled only when not waiting for a tick (each poll
@@ -405,6 +450,12 @@ impl Connection {
             // pause, a close) can wait that long. The waker registered by the last poll stays
             // registered, and readiness is kept until read, so nothing is lost, only delayed.
             let poll_read = !tick_wait || self.unpolled_ticks >= READ_POLL_TICKS;
+            if tick_wait && !poll_read && self.pass.is_some() && pending == 0 && !self.write_blocked
+            {
+                // Streaming steadily: the flush pass writes its ticks until something needs
+                // this task (input, a full socket, a kick, shutdown).
+                return Ok(End::Park);
+            }
             if poll_read {
                 self.unpolled_ticks = 0;
             } else {
@@ -421,17 +472,17 @@ impl Connection {
                 // Readiness without a waiter list entry made and dropped on every turn.
                 ready = std::future::poll_fn(|cx| socket.poll_read_ready(cx)), if poll_read => {
                     ready?;
-                    if buf.len() < READ_BUF && matches!(self.role, Role::Publishing(_)) {
-                        buf.resize(READ_BUF, 0);
+                    if self.read_buf.len() < READ_BUF && matches!(self.role, Role::Publishing(_)) {
+                        self.read_buf.resize(READ_BUF, 0);
                     }
-                    match self.socket.try_read(&mut buf) {
+                    match self.socket.try_read(&mut self.read_buf) {
                         Ok(0) => return Ok(End::PeerClosed),
                         Ok(n) => {
                             let span = self.span.clone();
                             let _entered = span.enter();
                             self.last_input = Instant::now();
                             self.ctx.counters.bytes_received.fetch_add(n as u64, Ordering::Relaxed);
-                            self.session.handle_input(&buf[..n])?;
+                            self.session.handle_input(&self.read_buf[..n])?;
                             self.handle_events()?;
                             // Answers to commands go out at once.
                             if !matches!(self.role, Role::Playing(_)) || self.flush == Flush::Idle {
@@ -942,6 +993,65 @@ impl Connection {
     }
 }
 
+/// A parked player's tick in the flush pass. Back to the task with `None` to go on there, with
+/// `Some(end)` to close.
+impl Streamer for Connection {
+    type Outcome = Option<Result<End, End>>;
+
+    fn on_tick(&mut self, tick: u64) -> Option<Self::Outcome> {
+        let phase = self.pass.as_ref().map_or(0, |(_, shard)| *shard as u64);
+        if (tick + phase) % u64::from(READ_POLL_TICKS) == 0 && self.input_ready() {
+            // The task reads it on its first turn.
+            self.unpolled_ticks = READ_POLL_TICKS;
+            return Some(None);
+        }
+        match self.flush_parked() {
+            Ok(true) => None,
+            Ok(false) => Some(None),
+            Err(end) => Some(Some(Err(end))),
+        }
+    }
+
+    fn on_stop(&mut self) -> Self::Outcome {
+        Some(Ok(End::Shutdown))
+    }
+}
+
+impl Connection {
+    /// Whether the peer sent something (or closed), without reading it: the noop waker
+    /// replaces the task's, which registers its own again when it polls.
+    fn input_ready(&self) -> bool {
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        self.socket.poll_read_ready(&mut cx).is_ready()
+    }
+
+    /// A parked player's flush: its hub items into one write. `Ok(false)` when its task must
+    /// take over: the write was partial or found the socket full, the session closed, or the
+    /// stream has been quiet for `PARKED_IDLE_TICKS`.
+    fn flush_parked(&mut self) -> Result<bool, End> {
+        self.pull_player_items()?;
+        if self.session.is_closed() {
+            return Ok(false);
+        }
+        if self.session.pending_bytes() == 0 {
+            self.last_output = Instant::now();
+            self.idle_ticks = self.idle_ticks.saturating_add(1);
+            if self.idle_ticks >= PARKED_IDLE_TICKS {
+                // The task waits for the next item instead.
+                self.flush = Flush::Idle;
+                self.tick_at = None;
+                return Ok(false);
+            }
+            return Ok(true);
+        }
+        self.idle_ticks = 0;
+        if self.write_some()? == 0 {
+            self.write_blocked = true;
+        }
+        Ok(self.session.pending_bytes() == 0)
+    }
+}
+
 fn push(p: &mut Publishing, frame: Frame) -> Result<(), End> {
     match p.publisher.push(frame) {
         Ok(()) => Ok(()),
@@ -966,25 +1076,6 @@ fn send_vectored(socket: &TcpStream, slices: &[IoSlice<'_>]) -> io::Result<usize
 fn recycle<'b>(mut v: Vec<IoSlice<'_>>) -> Vec<IoSlice<'b>> {
     v.clear();
     v.into_iter().map(|_| unreachable!("emptied")).collect()
-}
-
-/// The first tick of the grid of multiples of `delay` (from a process-wide origin) that is
-/// after `now`: players whose output waits share flush instants, so one timer turn serves them
-/// all. With a zero delay, `now`.
-fn next_tick(now: Instant, delay: Duration) -> Instant {
-    static ORIGIN: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    let origin = *ORIGIN.get_or_init(Instant::now);
-    let step = delay.as_nanos();
-    if step == 0 {
-        return now;
-    }
-    match now.checked_duration_since(origin) {
-        Some(since) => {
-            let ticks = since.as_nanos() / step + 1;
-            origin + Duration::from_nanos((ticks * step).min(u64::MAX as u128) as u64)
-        }
-        None => now + delay,
-    }
 }
 
 /// What a connection's role has for it, besides its socket.
