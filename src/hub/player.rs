@@ -403,8 +403,9 @@ impl PlayerQueue {
     /// The next item, `Ok(None)` if none is queued yet, `Err(())` once the queue has ended.
     pub(crate) fn pop(&mut self) -> Result<Option<PlayerItem>, ()> {
         if self.items.is_empty() && self.items.capacity() > SHRINK_ABOVE {
-            // Drained after a burst (the GOP at join): steady state needs a few entries.
-            self.items.shrink_to(SHRINK_ABOVE / 4);
+            // Drained after a burst (the GOP at join): steady state needs a few entries (a
+            // streaming player takes 2-5 per tick), and each one kept costs every player.
+            self.items.shrink_to(SHRINK_ABOVE / 8);
         }
         match self.items.pop_front() {
             Some(e) => {

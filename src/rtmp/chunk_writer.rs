@@ -91,6 +91,22 @@ impl Segment {
     }
 }
 
+/// A drained writer's buffers, kept by its thread for the next writer that queues.
+///
+/// A streaming player's output is written whole at each tick, so between ticks its writer is
+/// empty and its buffers need not be its own: one set per thread goes from player to player
+/// during a flush pass, without allocating, and a thousand players hold none (they were
+/// 3.3 KB of each player's memory at 3 Mbit/s).
+struct Spare {
+    bytes: Vec<u8>,
+    segments: VecDeque<Segment>,
+    messages: VecDeque<Message>,
+}
+
+thread_local! {
+    static SPARE: std::cell::Cell<Option<Spare>> = const { std::cell::Cell::new(None) };
+}
+
 /// Per-connection chunk writer. See the module docs for the contract.
 #[derive(Debug)]
 pub struct ChunkWriter {
@@ -287,6 +303,9 @@ impl ChunkWriter {
         if b.is_empty() {
             return;
         }
+        if self.bytes.capacity() == 0 && self.segments.capacity() == 0 {
+            self.borrow_spare();
+        }
         let start = self.bytes_base + self.bytes.len();
         self.bytes.extend_from_slice(b);
         let end = start + b.len();
@@ -379,18 +398,44 @@ impl ChunkWriter {
             self.bytes.clear();
             self.bytes_base = 0;
             self.front_done = 0;
-            // A burst (a new player's GOP) grows these; steady output needs a few entries.
-            // Give the memory back once drained, so a thousand idle-ish players stay small.
-            if self.segments.capacity() > SHRINK_ABOVE {
-                self.segments.shrink_to(SHRINK_ABOVE / 4);
-                self.messages.shrink_to(SHRINK_ABOVE / 4);
-            }
-            if self.bytes.capacity() > 16 * SHRINK_ABOVE {
-                self.bytes.shrink_to(4 * SHRINK_ABOVE);
-            }
+            self.return_spare();
         } else if self.bytes.len() > COMPACT_AT {
             self.compact();
         }
+    }
+
+    /// Takes this thread's spare buffers, if it has them, for a writer that has none.
+    fn borrow_spare(&mut self) {
+        if let Some(spare) = SPARE.take() {
+            debug_assert!(spare.bytes.is_empty() && spare.segments.is_empty());
+            debug_assert!(spare.messages.is_empty());
+            self.bytes = spare.bytes;
+            self.segments = spare.segments;
+            self.messages = spare.messages;
+        }
+    }
+
+    /// A drained writer's buffers go to the thread's spare (if it has none), else are freed.
+    fn return_spare(&mut self) {
+        debug_assert!(self.messages.is_empty());
+        let mut spare = Spare {
+            bytes: std::mem::take(&mut self.bytes),
+            segments: std::mem::take(&mut self.segments),
+            messages: std::mem::take(&mut self.messages),
+        };
+        if spare.segments.capacity() == 0 && spare.bytes.capacity() == 0 {
+            return;
+        }
+        // A burst (a new player's GOP) grows these; steady output needs a few entries.
+        if spare.segments.capacity() > SHRINK_ABOVE {
+            spare.segments.shrink_to(SHRINK_ABOVE / 4);
+            spare.messages.shrink_to(SHRINK_ABOVE / 4);
+        }
+        if spare.bytes.capacity() > 16 * SHRINK_ABOVE {
+            spare.bytes.shrink_to(4 * SHRINK_ABOVE);
+        }
+        let had = SPARE.take();
+        SPARE.set(Some(had.unwrap_or(spare)));
     }
 
     /// Drops consumed bytes from the front of the header buffer when they dominate it.

@@ -36,7 +36,7 @@ pub const APP: &str = "live";
 const OUTPUT_HIGH: usize = 256 * 1024;
 /// Pending output at which a player's merged write goes out without waiting for the delay.
 const FLUSH_BYTES: usize = 64 * 1024;
-/// A publisher's read buffer.
+/// The read buffer (one per thread).
 const READ_BUF: usize = 64 * 1024;
 /// Linux's IOV_MAX: the most slices one writev takes.
 const MAX_IOV: usize = 1024;
@@ -113,8 +113,10 @@ pub async fn serve(
                     let shutdown = shutdown.clone();
                     let stopping = stopping.clone();
                     let pass = pass.clone().map(|pass| (pass, next_id as usize));
+                    // Made here, so the task holds a pointer, not its arguments.
+                    let conn = Box::new(Connection::new(socket, ctx, shutdown, stopping, span, pass));
                     tasks.spawn(async move {
-                        Connection::new(socket, ctx, shutdown, stopping, span, pass).run().await;
+                        conn.run().await;
                         drop(permit);
                     });
                 }
@@ -202,8 +204,6 @@ struct Playing {
     paused: bool,
     /// After a pause, frames were discarded: send video again from a keyframe.
     skip_video: bool,
-    /// Items taken from the hub queue in one lock, reused (no allocation per batch).
-    batch: Vec<PlayerItem>,
 }
 
 /// Why a connection ends.
@@ -257,8 +257,6 @@ struct Connection {
     tick_at: Option<Instant>,
     /// `write_delay_ms`: the tick grid's step.
     delay: Duration,
-    /// What the socket's input is read into.
-    read_buf: Vec<u8>,
     /// Where a steadily streaming player parks, and in which shard.
     pass: Option<(Arc<FlushPass<Connection>>, usize)>,
 }
@@ -302,15 +300,14 @@ impl Connection {
             unpolled_ticks: 0,
             tick_at: None,
             delay,
-            // Players and idle connections read little (commands, acknowledgements); a
-            // publisher's buffer grows to READ_BUF when it starts publishing.
-            read_buf: vec![0u8; 1024],
             pass,
         }
     }
 
-    async fn run(self) {
-        let mut conn = Box::new(self);
+    /// The connection's task. It holds only the boxed connection and, while the connection is
+    /// not parked, its boxed `drive` loop: a parked player's task is a few words.
+    async fn run(self: Box<Self>) {
+        let mut conn = self;
         let span = conn.span.clone();
         span.in_scope(|| {
             conn.ctx
@@ -320,7 +317,7 @@ impl Connection {
             debug!("connection opened");
         });
         let end = loop {
-            let end = conn.drive().await;
+            let end = Box::pin(conn.drive()).await;
             let (Ok(End::Park), Some((pass, shard))) = (&end, &conn.pass) else {
                 break end;
             };
@@ -336,7 +333,7 @@ impl Connection {
                 None => return,
             }
         };
-        conn.close(end).await;
+        Box::pin(conn.close(end)).await;
     }
 
     async fn close(&mut self, end: Result<End, End>) {
@@ -472,25 +469,8 @@ impl Connection {
                 // Readiness without a waiter list entry made and dropped on every turn.
                 ready = std::future::poll_fn(|cx| socket.poll_read_ready(cx)), if poll_read => {
                     ready?;
-                    if self.read_buf.len() < READ_BUF && matches!(self.role, Role::Publishing(_)) {
-                        self.read_buf.resize(READ_BUF, 0);
-                    }
-                    match self.socket.try_read(&mut self.read_buf) {
-                        Ok(0) => return Ok(End::PeerClosed),
-                        Ok(n) => {
-                            let span = self.span.clone();
-                            let _entered = span.enter();
-                            self.last_input = Instant::now();
-                            self.ctx.counters.bytes_received.fetch_add(n as u64, Ordering::Relaxed);
-                            self.session.handle_input(&self.read_buf[..n])?;
-                            self.handle_events()?;
-                            // Answers to commands go out at once.
-                            if !matches!(self.role, Role::Playing(_)) || self.flush == Flush::Idle {
-                                self.flush = Flush::Now;
-                            }
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                        Err(e) => return Err(e.into()),
+                    if let Some(end) = self.read_input()? {
+                        return Ok(end);
                     }
                 }
                 event = role_event(&mut self.role), if wait_role => {
@@ -515,6 +495,42 @@ impl Connection {
                 }
             }
         }
+    }
+
+    /// Reads what the socket has into the session and handles it. `Some` when the peer closed.
+    fn read_input(&mut self) -> Result<Option<End>, End> {
+        // One read buffer per thread, not per connection: what is read goes into the session
+        // at once, and a thousand players would otherwise each hold a buffer for the few bytes
+        // they send.
+        thread_local! {
+            static READ: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        READ.with_borrow_mut(|buf| {
+            if buf.is_empty() {
+                buf.resize(READ_BUF, 0);
+            }
+            match self.socket.try_read(buf) {
+                Ok(0) => Ok(Some(End::PeerClosed)),
+                Ok(n) => {
+                    let span = self.span.clone();
+                    let _entered = span.enter();
+                    self.last_input = Instant::now();
+                    self.ctx
+                        .counters
+                        .bytes_received
+                        .fetch_add(n as u64, Ordering::Relaxed);
+                    self.session.handle_input(&buf[..n])?;
+                    self.handle_events()?;
+                    // Answers to commands go out at once.
+                    if !matches!(self.role, Role::Playing(_)) || self.flush == Flush::Idle {
+                        self.flush = Flush::Now;
+                    }
+                    Ok(None)
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+                Err(e) => Err(e.into()),
+            }
+        })
     }
 
     /// Whether pending output (for a player: its hub items) should be written now.
@@ -737,7 +753,6 @@ impl Connection {
                     sub,
                     paused: false,
                     skip_video: false,
-                    batch: Vec::new(),
                 });
             }
             Err(e) => {
@@ -920,32 +935,35 @@ impl Connection {
     /// Moves what a player's hub queue holds into its session output, up to `OUTPUT_HIGH`,
     /// taking items in batches (one queue lock each).
     fn pull_player_items(&mut self) -> Result<(), End> {
+        // One batch per thread, not per player: it is emptied before this returns.
+        thread_local! {
+            static BATCH: std::cell::Cell<Vec<PlayerItem>> = const { std::cell::Cell::new(Vec::new()) };
+        }
+        let mut batch = BATCH.take();
+        let result = self.pull_into(&mut batch);
+        batch.clear();
+        if batch.capacity() > 1024 {
+            batch = Vec::new(); // after a join burst; steady batches are a few items
+        }
+        BATCH.set(batch);
+        result
+    }
+
+    fn pull_into(&mut self, batch: &mut Vec<PlayerItem>) -> Result<(), End> {
         while self.session.pending_bytes() < OUTPUT_HIGH {
             let budget = OUTPUT_HIGH - self.session.pending_bytes();
             let Role::Playing(p) = &mut self.role else {
                 return Ok(());
             };
-            let mut batch = std::mem::take(&mut p.batch);
-            if !p.sub.try_take(&mut batch, budget) {
+            if !p.sub.try_take(batch, budget) {
                 return Err(End::Shutdown);
             }
             if batch.is_empty() {
-                p.batch = batch;
                 return Ok(());
             }
-            let mut result = Ok(());
             for item in batch.drain(..) {
-                if result.is_ok() {
-                    result = self.handle_item(item);
-                }
+                self.handle_item(item)?;
             }
-            if let Role::Playing(p) = &mut self.role {
-                if batch.capacity() > 64 {
-                    batch = Vec::new(); // after the join burst; steady batches are a few items
-                }
-                p.batch = batch;
-            }
-            result?;
         }
         Ok(())
     }
