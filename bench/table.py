@@ -11,15 +11,16 @@ def fmt(v, d=1):
 
 def main(path):
     rows = [json.loads(l) for l in open(path) if l.strip()]
-    print("| fixture | N | server | load1 | CPU s | CPU ms / player-s | CPU s / GB | RSS idle MB | RSS end MB | RSS / player KB | complete | 1st video ms med / p99 | 1st keyframe ms med / p99 |")
-    print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| fixture | N | server | load1 | CPU s | CPU ms / player-s | CPU s / GB | RSS idle MB | RSS end MB | RSS / player KB | complete | 1st video ms med / p99 | 1st keyframe ms med / p99 | frame delay spread ms med / p99 / max |")
+    print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r['fixture']} | {r['players']} | {r['server']} | {r['load1']:.2f} | {fmt(r.get('server_cpu_s'), 2)} "
               f"| {fmt(r.get('server_cpu_ms_per_player_s'), 3)} | {fmt(r.get('server_cpu_s_per_gb'))} "
               f"| {r['server_rss_idle_kb'] / 1024:.1f} | {r['server_rss_end_kb'] / 1024:.1f} "
               f"| {fmt(r.get('server_rss_per_player_kb'))} | {r['complete']}/{r['active']} "
               f"| {fmt(r.get('ttff_median_ms'))} / {fmt(r.get('ttff_p99_ms'))} "
-              f"| {fmt(r.get('ttfk_median_ms'))} / {fmt(r.get('ttfk_p99_ms'))} |")
+              f"| {fmt(r.get('ttfk_median_ms'))} / {fmt(r.get('ttfk_p99_ms'))} "
+              f"| {fmt(r.get('delay_spread_median_ms'))} / {fmt(r.get('delay_spread_p99_ms'))} / {fmt(r.get('delay_spread_max_ms'))} |")
     pairs = {}
     for r in rows:
         pairs.setdefault((r["fixture"], r["players"]), {})[r["server"]] = r

@@ -97,7 +97,16 @@ struct PlayerReport {
     last_read_ms: Option<f64>,
     /// When the first stall ended, from the start of the TCP connect.
     first_stall_ms: Option<f64>,
+    /// For each video frame from `SETTLE_MS` after the first one on (the join burst is over by
+    /// then): its arrival minus its timestamp, in ms from an arbitrary origin. Minus the
+    /// player's smallest, it is how much later than the earliest a frame came: the server's
+    /// batching plus the publisher's and this client's jitter.
+    delays_ms: Vec<f32>,
 }
+
+/// After the first video frame, how long the join burst (the GOP a server may send first) is
+/// given to end before frame delays are recorded.
+const SETTLE_MS: f64 = 3000.0;
 
 struct Url {
     addr: String,
@@ -430,6 +439,9 @@ fn handle_message(
                     .as_secs_f64()
                     * 1000.0;
                 r.lag_ms = Some(wall - covered);
+                if wall >= SETTLE_MS {
+                    r.delays_ms.push((wall - covered) as f32);
+                }
             }
         }
         18 => {}
@@ -676,6 +688,15 @@ fn summarize(
     first_stall.sort_by(f64::total_cmp);
     let mut max_gap: Vec<f64> = active.iter().map(|r| r.max_gap_ms).collect();
     max_gap.sort_by(f64::total_cmp);
+    // Each frame's delay beyond its player's smallest, all players pooled.
+    let mut spread: Vec<f64> = active
+        .iter()
+        .flat_map(|r| {
+            let min = r.delays_ms.iter().copied().fold(f32::INFINITY, f32::min);
+            r.delays_ms.iter().map(move |d| f64::from(d - min))
+        })
+        .collect();
+    spread.sort_by(f64::total_cmp);
     let mut errors: HashMap<&str, usize> = HashMap::new();
     for r in &active {
         if let Some(e) = &r.ended {
@@ -713,6 +734,12 @@ fn summarize(
         f(percentile(&first_stall, 0.5)),
         f(first_stall.first().copied()),
     );
+    println!(
+        "video frame delay beyond the player's earliest ms (batching + jitter): median {} p99 {} max {}",
+        f(percentile(&spread, 0.5)),
+        f(percentile(&spread, 0.99)),
+        f(spread.last().copied()),
+    );
     for (e, count) in &errors {
         println!("  {count} players ended: {e}");
     }
@@ -738,6 +765,9 @@ fn summarize(
         "ttfk_median_ms": percentile(&ttfk, 0.5),
         "ttfk_p99_ms": percentile(&ttfk, 0.99),
         "lag_median_ms": percentile(&lag, 0.5),
+        "delay_spread_median_ms": percentile(&spread, 0.5),
+        "delay_spread_p99_ms": percentile(&spread, 0.99),
+        "delay_spread_max_ms": spread.last().copied(),
         "max_gap_p99_ms": percentile(&max_gap, 0.99),
     });
     if let Some((idle, after, peak_kb)) = server {
