@@ -139,6 +139,8 @@ pub struct Client {
     received: u64,
     acked: u64,
     ack_window: Option<u32>,
+    /// The message stream `play` was sent on.
+    stream_id: u32,
 }
 
 /// What a [`Client`] read.
@@ -160,6 +162,7 @@ impl Client {
             received: 0,
             acked: 0,
             ack_window: None,
+            stream_id: 0,
         };
         let mut props = HashMap::new();
         props.insert("app".into(), Amf0Value::Utf8String("live".into()));
@@ -185,6 +188,7 @@ impl Client {
             Some(Amf0Value::Number(n)) => *n as u32,
             other => panic!("createStream _result without a stream id: {other:?}"),
         };
+        c.stream_id = sid;
         c.command(
             "play",
             0.0,
@@ -327,6 +331,7 @@ impl Client {
         let stop = Arc::new(AtomicBool::new(false));
         let ended = Arc::new(AtomicBool::new(false));
         let control = self.stream.try_clone().unwrap();
+        let stream_id = self.stream_id;
         let thread = {
             let (media, statuses, stop, ended) =
                 (media.clone(), statuses.clone(), stop.clone(), ended.clone());
@@ -357,6 +362,7 @@ impl Client {
             stop,
             ended,
             control,
+            stream_id,
             thread: Some(thread),
         }
     }
@@ -379,6 +385,7 @@ pub struct RawPlayer {
     stop: Arc<AtomicBool>,
     ended: Arc<AtomicBool>,
     control: TcpStream,
+    stream_id: u32,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -394,6 +401,29 @@ impl RawPlayer {
     /// Whether the server closed the connection.
     pub fn ended(&self) -> bool {
         self.ended.load(Ordering::Relaxed)
+    }
+
+    /// Sends `pause` (true) or unpause (false) on the playing stream. Its own serializer starts
+    /// with a full header, which is valid whatever the reading thread sent before.
+    pub fn pause(&self, pause: bool) {
+        let msg = RtmpMessage::Amf0Command {
+            command_name: "pause".into(),
+            transaction_id: 0.0,
+            command_object: Amf0Value::Null,
+            additional_arguments: vec![Amf0Value::Boolean(pause), Amf0Value::Number(0.0)],
+        };
+        let payload = msg
+            .into_message_payload(RtmpTimestamp::new(0), self.stream_id)
+            .unwrap();
+        let packet = ChunkSerializer::new()
+            .serialize(&payload, false, false)
+            .unwrap();
+        (&self.control).write_all(&packet.bytes).unwrap();
+    }
+
+    /// Closes the connection from this side (the reading thread then ends).
+    pub fn close(&self) {
+        let _ = self.control.shutdown(Shutdown::Both);
     }
 }
 
