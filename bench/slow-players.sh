@@ -8,8 +8,9 @@
 # moment runs in release with the default config except [rtmp] listen, [http] enabled = false
 # and no [[file]] demo. A stalled player's memory is bounded by its hub queue ([hub.player]
 # hard_bytes, default 8 MiB) plus its session output (256 KiB, OUTPUT_HIGH in
-# src/rtmp/server.rs) plus its 64 KiB read buffer; payloads are shared pages, so in practice
-# stalled players pin the same pages and cost far less. Bound checked on the peak RSS:
+# src/rtmp/server.rs); the 64 KiB below is slack (the read buffer, once per connection, is now
+# one per worker thread). Payloads are shared pages, so in practice stalled players pin the
+# same pages and cost far less. Bound checked on the peak RSS:
 #   idle RSS + stalled x (hard_bytes + 256 KiB + 64 KiB) + players x 256 KiB (connection state)
 # The script exits 1 if the bound or the 80 players' delivery fails.
 set -euo pipefail
