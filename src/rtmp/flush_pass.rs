@@ -75,10 +75,6 @@ impl<S: Streamer> FlushPass<S> {
         Arc::new(FlushPass { shards })
     }
 
-    pub fn shards(&self) -> usize {
-        self.shards.len()
-    }
-
     /// Parks `conn` in shard `shard` (modulo the count) until the pass hands it back, with why.
     /// `None`: the pass is gone (the runtime is shutting down) and the connection with it.
     pub async fn park(&self, shard: usize, mut conn: Box<S>) -> Option<(Box<S>, S::Outcome)> {
