@@ -1,7 +1,8 @@
 //! A player that streams steadily is written by the server's flush pass, not by its own task
 //! (src/rtmp/flush_pass.rs), and the pass looks at its input only every few ticks. That input
 //! must still be handled: a pause stops the player's media, an unpause brings it back from a
-//! keyframe, and a player that goes away ends its play at once, not at a timeout.
+//! keyframe, and a player that goes away ends its play at once, not at a timeout. The same
+//! holds with `write_delay_ms = 0`, where there is no pass and each player's task writes.
 
 mod common;
 
@@ -15,13 +16,28 @@ const CONFIG: &str = "\
 listen = \"127.0.0.1:0\"
 ";
 
+const CONFIG_NO_DELAY: &str = "\
+[rtmp]
+listen = \"127.0.0.1:0\"
+write_delay_ms = 0
+";
+
 fn video(media: &[Media]) -> Vec<&Media> {
     media.iter().filter(|m| m.type_id == 9).collect()
 }
 
 #[test]
 fn a_streaming_player_is_paused_resumed_and_closed_within_a_second() {
-    let server = Server::start(CONFIG);
+    pause_resume_close(CONFIG);
+}
+
+#[test]
+fn without_merged_writes_a_player_is_paused_resumed_and_closed_too() {
+    pause_resume_close(CONFIG_NO_DELAY);
+}
+
+fn pause_resume_close(config: &str) {
+    let server = Server::start(config);
     let url = server.url("steady");
     let _publisher = publish("h264-baseline-aac.mp4", &url, Duration::from_secs(60));
     assert!(server.wait_log("publish started stream=steady", Duration::from_secs(10)));
