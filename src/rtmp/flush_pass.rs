@@ -201,6 +201,19 @@ mod tests {
         })
     }
 
+    /// Parks each `(shard, conn)` from a task of its own; the set yields what comes back.
+    fn park_all(
+        pass: &Arc<FlushPass<Fake>>,
+        conns: impl IntoIterator<Item = (usize, Box<Fake>)>,
+    ) -> tokio::task::JoinSet<(Box<Fake>, Why)> {
+        let mut waiting = tokio::task::JoinSet::new();
+        for (shard, conn) in conns {
+            let pass = pass.clone();
+            waiting.spawn(async move { pass.park(shard, conn).await.unwrap() });
+        }
+        waiting
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_parked_connection_gets_one_call_per_tick_until_it_leaves() {
         let stop = CancellationToken::new();
@@ -227,14 +240,9 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn many_connections_in_one_shard_share_its_ticks() {
         let stop = CancellationToken::new();
-        let pass = Arc::new(FlushPass::start(1, Duration::from_millis(40), stop.clone()));
+        let pass = FlushPass::start(1, Duration::from_millis(40), stop.clone());
         let total = Arc::new(AtomicU64::new(0));
-        let mut waiting = tokio::task::JoinSet::new();
-        for i in 0..100u64 {
-            let pass = pass.clone();
-            let conn = fake(1 + i % 7, &total);
-            waiting.spawn(async move { pass.park(0, conn).await.unwrap() });
-        }
+        let mut waiting = park_all(&pass, (0..100u64).map(|i| (0, fake(1 + i % 7, &total))));
         let mut leaves = Vec::new();
         while let Some(done) = waiting.join_next().await {
             let (conn, why) = done.unwrap();
@@ -257,18 +265,13 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn stopping_hands_every_connection_back_and_refuses_new_ones() {
         let stop = CancellationToken::new();
-        let pass = Arc::new(FlushPass::start(2, Duration::from_millis(40), stop.clone()));
+        let pass = FlushPass::start(2, Duration::from_millis(40), stop.clone());
         let total = Arc::new(AtomicU64::new(0));
-        let mut waiting = tokio::task::JoinSet::new();
-        for shard in 0..10 {
-            let pass = pass.clone();
-            let conn = fake(u64::MAX, &total);
-            waiting.spawn(async move { pass.park(shard, conn).await.unwrap().1 });
-        }
+        let mut waiting = park_all(&pass, (0..10).map(|shard| (shard, fake(u64::MAX, &total))));
         tokio::time::sleep(Duration::from_millis(100)).await;
         stop.cancel();
-        while let Some(why) = waiting.join_next().await {
-            assert_eq!(why.unwrap(), Why::Stopped);
+        while let Some(done) = waiting.join_next().await {
+            assert_eq!(done.unwrap().1, Why::Stopped);
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
         let (_, why) = pass.park(0, fake(1, &total)).await.unwrap();
