@@ -107,6 +107,9 @@ struct PlayerReport {
 /// After the first video frame, how long the join burst (the GOP a server may send first) is
 /// given to end before frame delays are recorded.
 const SETTLE_MS: f64 = 3000.0;
+/// Frame delays recorded per player (two minutes at 25 fps): a long run with thousands of
+/// players keeps the client's memory bounded, and the spread is then that of the first minutes.
+const MAX_DELAYS: usize = 3000;
 
 struct Url {
     addr: String,
@@ -439,7 +442,7 @@ fn handle_message(
                     .as_secs_f64()
                     * 1000.0;
                 r.lag_ms = Some(wall - covered);
-                if wall >= SETTLE_MS {
+                if wall >= SETTLE_MS && r.delays_ms.len() < MAX_DELAYS {
                     r.delays_ms.push((wall - covered) as f32);
                 }
             }
