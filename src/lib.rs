@@ -6,6 +6,7 @@ pub mod http;
 pub mod hub;
 pub mod media;
 pub mod pages;
+pub mod prefetch;
 pub mod rendition;
 pub mod rtmp;
 pub mod rtsp;

@@ -156,6 +156,12 @@ impl ChunkWriter {
         self.chunk_size = size.clamp(1, EXTENDED);
     }
 
+    /// Asks for the previous-header table, read by every message queued (see
+    /// `crate::prefetch`).
+    pub fn prefetch(&self) {
+        crate::prefetch::prefetch(self.prev.as_slice());
+    }
+
     /// Bytes queued and not yet reported written through [`ChunkWriter::advance`].
     pub fn pending_bytes(&self) -> usize {
         self.pending

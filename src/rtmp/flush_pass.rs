@@ -29,6 +29,10 @@ pub trait Streamer: Send + 'static {
     fn on_tick(&mut self, tick: u64) -> Option<Self::Outcome>;
     /// The outcome for a connection handed back because the server is stopping.
     fn on_stop(&mut self) -> Self::Outcome;
+    /// Asks for the memory `on_tick` reaches through pointers (see `crate::prefetch`). The
+    /// pass calls it one connection ahead, having asked for the connection's own bytes two
+    /// ahead, so the pointers it follows are in cache by then.
+    fn prefetch(&self) {}
 }
 
 /// Shards of parked connections, one task each, all on the same tick grid.
@@ -118,6 +122,12 @@ async fn run_shard<S: Streamer>(shard: Arc<Shard<S>>, delay: Duration, stop: Can
         tick = tick.wrapping_add(1);
         let mut i = 0;
         while i < parked.len() {
+            if let Some(p) = parked.get(i + 2) {
+                crate::prefetch::prefetch(&*p.conn);
+            }
+            if let Some(p) = parked.get(i + 1) {
+                p.conn.prefetch();
+            }
             match parked[i].conn.on_tick(tick) {
                 None => i += 1,
                 Some(outcome) => {

@@ -1033,6 +1033,13 @@ impl Streamer for Connection {
     fn on_stop(&mut self) -> Self::Outcome {
         Some(Ok(End::Shutdown))
     }
+
+    fn prefetch(&self) {
+        self.session.prefetch();
+        if let Role::Playing(p) = &self.role {
+            p.sub.prefetch();
+        }
+    }
 }
 
 impl Connection {

@@ -313,6 +313,11 @@ impl ServerSession {
         self.writer.advance(n)
     }
 
+    /// Asks for the output state's memory ahead of use (see `crate::prefetch`).
+    pub fn prefetch(&self) {
+        self.writer.prefetch();
+    }
+
     /// Output bytes queued and not yet written.
     pub fn pending_bytes(&self) -> usize {
         self.writer.pending_bytes()
