@@ -656,14 +656,14 @@ impl PlayerSubscription {
         })
     }
 
-    /// Moves queued items into `out` (appending, in order) until their payload bytes reach
-    /// `max_bytes` or the queue is empty: one lock for a whole batch. Returns false once the
-    /// subscription has ended (as [`TryNext::Ended`]) and nothing more was taken.
     /// Asks for the queue's lock and state ahead of a `try_take` (see `crate::prefetch`).
     pub fn prefetch(&self) {
         crate::prefetch::prefetch(&*self.shared);
     }
 
+    /// Moves queued items into `out` (appending, in order) until their payload bytes reach
+    /// `max_bytes` or the queue is empty: one lock for a whole batch. Returns false once the
+    /// subscription has ended (as [`TryNext::Ended`]) and nothing more was taken.
     pub fn try_take(&mut self, out: &mut Vec<PlayerItem>, max_bytes: usize) -> bool {
         let before = out.len();
         self.with_queue(|q, rebaser| {
