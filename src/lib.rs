@@ -12,4 +12,5 @@ pub mod rtmp;
 pub mod rtsp;
 pub mod server;
 pub mod source;
+pub mod status;
 pub mod transcode;

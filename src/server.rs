@@ -12,11 +12,12 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::config::{Config, FileConfig};
-use crate::http::{self, StatusBoard};
+use crate::http;
 use crate::hub::{Hub, SourceKind};
 use crate::pages::PagePool;
 use crate::rtmp::server::{self as rtmp_server, Context, Counters};
 use crate::source::{FileSource, SourceError, DEMO_MP4};
+use crate::status::StatusBoard;
 
 /// How long connections get to close after the first shutdown signal.
 pub const DRAIN: Duration = Duration::from_secs(5);
@@ -124,7 +125,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Starte
         &mut sources,
     )
     .map_err(StartError::Camera)?;
-    status.attach_cameras(cameras.clone());
+    status.attach_cameras(std::sync::Arc::new(cameras.clone()));
     crate::rendition::spawn_renditions(
         &config.rendition,
         &hub,

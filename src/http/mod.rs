@@ -29,7 +29,6 @@
 pub mod metrics;
 pub mod rates;
 pub mod snapshot;
-pub mod status;
 pub mod view;
 
 #[cfg(test)]
@@ -54,10 +53,10 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-pub use status::{CameraStatus, StatusBoard, TranscoderStatus};
 pub use view::{Snapshot, StreamView};
 
 use crate::rtmp::server::Context;
+use crate::status::StatusBoard;
 use rates::{RateKey, RateMeter};
 use view::{Inputs, RtmpTotals};
 

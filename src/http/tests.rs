@@ -5,10 +5,10 @@ use std::time::{Duration, Instant};
 
 use super::metrics::{self, escape_label_value, Exposition, Family, Kind};
 use super::rates::{RateKey, RateMeter};
-use super::status::{CameraStatus, TranscoderStatus};
 use super::view::{Inputs, RtmpTotals, Snapshot};
 use crate::hub::{DropCounts, PlayerStats, SourceKind, StreamStats as HubStream};
 use crate::pages::{PoolStats, StreamStats as PageStream};
+use crate::status::{CameraStatus, TranscoderStatus};
 
 #[test]
 fn label_values_and_help_are_escaped() {

@@ -8,10 +8,10 @@ use std::sync::atomic::Ordering;
 use serde::Serialize;
 
 use super::rates::{RateKey, RateMeter};
-use super::status::{CameraStatus, TranscoderStatus};
 use crate::hub::{DropCounts, PlayerStats, SourceKind, StreamStats as HubStream};
 use crate::pages::{PoolStats, StreamStats as PageStream};
 use crate::rtmp::server::Counters;
+use crate::status::{CameraStatus, TranscoderStatus};
 
 /// One stream, as `/api/streams/{name}` shows it.
 #[derive(Debug, Clone, PartialEq, Serialize)]

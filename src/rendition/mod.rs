@@ -27,9 +27,9 @@ pub use worker::{QUEUE_BYTES, QUEUE_FRAMES};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::http::StatusBoard;
 use crate::hub::Hub;
 use crate::pages::PagePool;
+use crate::status::StatusBoard;
 
 /// Spawns one supervisor per rendition into `tasks`; they end when `shutdown` is cancelled or
 /// the hub shuts down, each after joining its codec thread.

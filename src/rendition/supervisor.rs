@@ -12,10 +12,10 @@ use codecs::h264::{DecoderLimits, RenditionSpec, VideoOutput};
 
 use super::worker::{CodecWorker, ErrorKind, Offered, Output};
 use super::RenditionConfig;
-use crate::http::{StatusBoard, TranscoderStatus};
 use crate::hub::{Hub, HubError, PlayerItem, PublisherHandle, SourceKind};
 use crate::media::{self, AvcDecoderConfig, Codec, Frame, MediaKind, StreamMetadata};
 use crate::pages::StreamWriter;
+use crate::status::{StatusBoard, TranscoderStatus};
 
 /// How often a running rendition's counters reach the API.
 const REPORT_EVERY: Duration = Duration::from_secs(1);

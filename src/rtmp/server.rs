@@ -23,10 +23,10 @@ use tracing::{debug, info, warn, Span};
 use super::flush_pass::{next_tick, FlushPass, Streamer};
 use super::{RtmpError, ServerSession, SessionConfig, SessionEvent};
 use crate::config::RtmpConfig;
-use crate::http::StatusBoard;
 use crate::hub::{Hub, HubError, PlayerItem, PlayerSubscription, PublisherHandle, SourceKind};
 use crate::media::{self, Frame, MediaKind};
 use crate::pages::{PagePool, StreamWriter};
+use crate::status::StatusBoard;
 use crate::transcode::{AudioConfig, AudioStage, Offer, TranscodedAudio};
 
 /// The only application served: `rtmp://HOST/live/NAME`.

@@ -55,6 +55,23 @@ impl Cameras {
     }
 }
 
+impl crate::status::CameraReports for Cameras {
+    fn camera_reports(&self) -> Vec<(String, crate::status::CameraStatus)> {
+        self.statuses()
+            .into_iter()
+            .map(|c| {
+                let report = crate::status::CameraStatus {
+                    url: Some(c.url),
+                    connected: c.connected,
+                    last_error: c.last_error,
+                    reconnects: c.reconnects,
+                };
+                (c.name, report)
+            })
+            .collect()
+    }
+}
+
 impl std::fmt::Debug for Cameras {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Cameras")
@@ -70,7 +87,7 @@ pub struct CameraEnv<'a> {
     /// Page budget of each camera's stream.
     pub stream_budget_bytes: u64,
     pub audio: &'a crate::transcode::AudioConfig,
-    pub board: &'a crate::http::StatusBoard,
+    pub board: &'a crate::status::StatusBoard,
 }
 
 /// Spawns one supervisor per camera into `tasks`; they end when `shutdown` is cancelled

@@ -170,7 +170,7 @@ fn rig(config: CameraConfig, plans: Vec<Plan>, last: Plan) -> Rig {
         audio: crate::transcode::AudioStage::new(
             &config.name,
             &crate::transcode::AudioConfig::default(),
-            crate::http::StatusBoard::default(),
+            crate::status::StatusBoard::default(),
         ),
         config,
         opener: FakeOpener {

@@ -16,7 +16,7 @@ use codecs::{AudioTranscoder, InputCodec, InputFormat, OutputConfig, TranscoderS
 use tracing::{info, warn};
 
 use super::{AudioConfig, AudioPolicy};
-use crate::http::{StatusBoard, TranscoderStatus};
+use crate::status::{StatusBoard, TranscoderStatus};
 
 /// Most input packets waiting for the transcoder thread (about 5 s of 20 ms packets).
 const QUEUE_PACKETS: usize = 256;

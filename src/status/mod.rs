@@ -1,7 +1,10 @@
-//! What sources the hub does not know about report for the API: cameras (their connection
-//! state) and transcoders (their queues). Plain data behind one lock, written by the sources'
-//! supervisors when their state changes and read by the API per request; nothing here is on a
-//! media path.
+//! What the parts of the server that the hub does not describe report about themselves:
+//! cameras (their connection state), transcoders and renditions (their queues), recorders
+//! (what they wrote). Plain data behind one lock, written by the supervisors when their state
+//! changes and read by the HTTP API per request; nothing here is on a media path.
+//!
+//! This module sits below everything that reports into it and imports none of them, so the
+//! sources, the RTMP server and the outputs never depend on `http`, which only reads it.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -50,6 +53,13 @@ pub struct TranscoderStatus {
     pub cpu_seconds: Option<f64>,
 }
 
+/// Cameras that keep their own live status (the `[[camera]]` supervisors), read by the board
+/// at each snapshot instead of reporting every change.
+pub trait CameraReports: Send + Sync + std::fmt::Debug {
+    /// Each camera's status, by the stream it publishes.
+    fn camera_reports(&self) -> Vec<(String, CameraStatus)>;
+}
+
 /// Where cameras and transcoders report their state, by stream name. Cheap to clone; all
 /// clones are the same board.
 #[derive(Debug, Clone, Default)]
@@ -61,7 +71,7 @@ pub struct StatusBoard {
 struct Board {
     cameras: BTreeMap<String, CameraStatus>,
     /// The RTSP supervisors' own status, read at each snapshot.
-    rtsp: Option<crate::rtsp::Cameras>,
+    rtsp: Option<Arc<dyn CameraReports>>,
     transcoders: BTreeMap<String, Vec<TranscoderStatus>>,
 }
 
@@ -77,7 +87,7 @@ impl StatusBoard {
     }
 
     /// Shows the `[[camera]]` supervisors' status (read fresh at every request).
-    pub fn attach_cameras(&self, cameras: crate::rtsp::Cameras) {
+    pub fn attach_cameras(&self, cameras: Arc<dyn CameraReports>) {
         self.lock().rtsp = Some(cameras);
     }
 
@@ -101,7 +111,7 @@ impl StatusBoard {
     }
 
     /// Every camera and every stream's transcoders, by stream name.
-    pub(crate) fn snapshot(
+    pub fn snapshot(
         &self,
     ) -> (
         BTreeMap<String, CameraStatus>,
@@ -109,16 +119,8 @@ impl StatusBoard {
     ) {
         let board = self.lock();
         let mut cameras = board.cameras.clone();
-        for c in board.rtsp.iter().flat_map(|r| r.statuses()) {
-            cameras.insert(
-                c.name.clone(),
-                CameraStatus {
-                    url: Some(c.url),
-                    connected: c.connected,
-                    last_error: c.last_error,
-                    reconnects: c.reconnects,
-                },
-            );
+        for (name, c) in board.rtsp.iter().flat_map(|r| r.camera_reports()) {
+            cameras.insert(name, c);
         }
         (cameras, board.transcoders.clone())
     }
