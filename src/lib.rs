@@ -2,6 +2,7 @@
 //! out; every payload stored once in a stream's pages (see [`pages`]).
 
 pub mod config;
+pub mod fmp4;
 pub mod http;
 pub mod hub;
 pub mod media;
