@@ -17,7 +17,7 @@ mod saver;
 
 pub use player::{
     DropCounts, DropReason, KickReason, PlayerId, PlayerItem, PlayerQueueConfig, PlayerStats,
-    PlayerSubscription, TryNext,
+    PlayerSubscription, Reader, TryNext,
 };
 pub use saver::SaverConfig;
 
@@ -88,7 +88,9 @@ pub struct StreamStats {
     /// The current publisher's kind, if one is publishing.
     pub source: Option<SourceKind>,
     pub publishing: bool,
+    /// Players (viewers); the server's own outputs (recorders) are `outputs`.
     pub players: usize,
+    pub outputs: usize,
     pub saver_frames: usize,
     pub saver_bytes: usize,
     /// Frames and payload bytes pushed since the stream entry was created.
@@ -139,6 +141,8 @@ pub(crate) struct HubInner {
     shut_down: AtomicBool,
     /// Bumped whenever a player joins or leaves any stream (see [`Hub::players_changed`]).
     players_changed: tokio::sync::watch::Sender<u64>,
+    /// Bumped whenever a publish starts or stops (see [`Hub::publishing_changed`]).
+    publishing_changed: tokio::sync::watch::Sender<u64>,
 }
 
 pub(crate) struct Stream {
@@ -235,6 +239,7 @@ impl Hub {
                 next_id: AtomicU64::new(1),
                 shut_down: AtomicBool::new(false),
                 players_changed: tokio::sync::watch::Sender::new(0),
+                publishing_changed: tokio::sync::watch::Sender::new(0),
             }),
         }
     }
@@ -266,7 +271,9 @@ impl Hub {
         st.offer_all(name, PlayerItem::PublishStarted { source });
         tracing::info!(stream = %name, %source, publisher = id, players = st.players.len(), "publish started");
         drop(st);
+        drop(streams);
         stream.wake.notify_waiters();
+        self.inner.bump_publishing();
         Ok(PublisherHandle {
             hub: self.inner.clone(),
             stream,
@@ -276,17 +283,33 @@ impl Hub {
 
     /// Subscribes a player to `name`, which may have no publisher yet: the player then waits.
     pub fn play(&self, name: &str) -> Result<PlayerSubscription, HubError> {
+        self.subscribe(name, Reader::Player, self.inner.config.player.clone())
+    }
+
+    /// Subscribes an output of the server (a recorder, a relay) to `name` as a player is, with
+    /// its own queue bounds; it is not counted among the stream's players.
+    pub fn subscribe_output(
+        &self,
+        name: &str,
+        keeps_source: bool,
+        queue: PlayerQueueConfig,
+    ) -> Result<PlayerSubscription, HubError> {
+        self.subscribe(name, Reader::Output { keeps_source }, queue)
+    }
+
+    fn subscribe(
+        &self,
+        name: &str,
+        reader: Reader,
+        queue: PlayerQueueConfig,
+    ) -> Result<PlayerSubscription, HubError> {
         let mut streams = lock(&self.inner.streams);
         let stream = self.inner.open_stream(&mut streams, name)?;
         let id = PlayerId(self.inner.next_id.fetch_add(1, Ordering::Relaxed));
         let mut st = lock(&stream.state);
         // The player reads the log from here on; what came before reaches it through the
         // headers and the saved GOP below.
-        let shared = Arc::new(PlayerShared::new(
-            id,
-            self.inner.config.player.clone(),
-            st.log.cursor(),
-        ));
+        let shared = Arc::new(PlayerShared::new_for(id, reader, queue, st.log.cursor()));
         if let Some(p) = &st.publisher {
             let mut r = shared.lock();
             let q = &mut r.queue;
@@ -316,7 +339,7 @@ impl Hub {
             st.dropped.merge(&dropped);
         }
         st.players.push(shared.clone());
-        tracing::info!(stream = %name, player = %id, publishing = st.publisher.is_some(), "player subscribed");
+        tracing::info!(stream = %name, player = %id, ?reader, publishing = st.publisher.is_some(), "player subscribed");
         drop(st);
         drop(streams);
         self.inner.bump_players();
@@ -347,13 +370,35 @@ impl Hub {
         true
     }
 
-    /// Players currently subscribed to `name` (0 if the stream does not exist).
+    /// Readers of `name` that keep an on-demand source connected: its players and the
+    /// outputs configured for it by name (0 if the stream does not exist).
     pub fn player_count(&self, name: &str) -> usize {
         let Some(stream) = lock(&self.inner.streams).get(name).cloned() else {
             return 0;
         };
-        let n = lock(&stream.state).players.len();
-        n
+        let st = lock(&stream.state);
+        st.players
+            .iter()
+            .filter(|p| p.reader_kind.keeps_source())
+            .count()
+    }
+
+    /// A receiver that changes whenever a publish starts or stops on any stream; pair it with
+    /// [`publishing`](Self::publishing) (outputs for every stream, `"*"`).
+    pub fn publishing_changed(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.publishing_changed.subscribe()
+    }
+
+    /// The names of the streams that have a publisher now, sorted.
+    pub fn publishing(&self) -> Vec<String> {
+        let streams: Vec<Arc<Stream>> = lock(&self.inner.streams).values().cloned().collect();
+        let mut out: Vec<String> = streams
+            .iter()
+            .filter(|s| lock(&s.state).publisher.is_some())
+            .map(|s| s.name.clone())
+            .collect();
+        out.sort();
+        out
     }
 
     /// A receiver that changes whenever a player joins or leaves any stream; pair it with
@@ -406,7 +451,11 @@ impl Hub {
         };
         let mut st = lock(&stream.state);
         st.catch_up(&stream.name, u64::MAX);
-        st.players.iter().map(|p| p.lock().queue.stats()).collect()
+        st.players
+            .iter()
+            .filter(|p| p.reader_kind == Reader::Player)
+            .map(|p| p.lock().queue.stats())
+            .collect()
     }
 
     /// Stops the hub: no new publishers or players, pushes fail with [`HubError::ShutDown`],
@@ -431,6 +480,11 @@ impl Hub {
 impl HubInner {
     fn bump_players(&self) {
         self.players_changed.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    fn bump_publishing(&self) {
+        self.publishing_changed
+            .send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// The stream called `name`, made if new; refused once the hub is shutting down. The
@@ -505,7 +559,8 @@ impl HubInner {
     fn unpublish(&self, stream: &Arc<Stream>, id: u64) {
         let mut streams = lock(&self.streams);
         let mut st = lock(&stream.state);
-        if st.publisher.as_ref().is_some_and(|p| p.id == id) {
+        let stopped = st.publisher.as_ref().is_some_and(|p| p.id == id);
+        if stopped {
             st.publisher = None;
             st.forget_publisher_media();
             st.offer_all(&stream.name, PlayerItem::PublishStopped);
@@ -515,6 +570,9 @@ impl HubInner {
         drop(st);
         drop(streams);
         stream.wake.notify_waiters();
+        if stopped {
+            self.bump_publishing();
+        }
     }
 }
 
@@ -538,7 +596,16 @@ impl Stream {
             name: self.name.clone(),
             source: st.publisher.as_ref().map(|p| p.source),
             publishing: st.publisher.is_some(),
-            players: st.players.len(),
+            players: st
+                .players
+                .iter()
+                .filter(|p| p.reader_kind == Reader::Player)
+                .count(),
+            outputs: st
+                .players
+                .iter()
+                .filter(|p| p.reader_kind != Reader::Player)
+                .count(),
             saver_frames: st.saver.len(),
             saver_bytes: st.saver.bytes(),
             frames_in: st.frames_in,
@@ -633,8 +700,13 @@ impl PublisherHandle {
     /// The source lost its input and will resume later on the same handle (an RTSP camera
     /// reconnecting): the saved GOP is forgotten so that players arriving meanwhile do not
     /// start on stale frames; they wait for the next keyframe. Headers stay until replaced.
+    /// Readers get [`PlayerItem::Discontinuity`].
     pub fn discontinuity(&mut self) {
-        lock(&self.stream.state).saver.clear();
+        let mut st = lock(&self.stream.state);
+        st.saver.clear();
+        st.offer_all(&self.stream.name, PlayerItem::Discontinuity);
+        drop(st);
+        self.stream.wake.notify_waiters();
     }
 }
 

@@ -50,6 +50,10 @@ pub enum PlayerItem {
     Frame(Frame),
     /// The publisher left. The player stays subscribed and waits for the next one.
     PublishStopped,
+    /// The source lost its input and resumed on the same publish (a camera reconnected):
+    /// timestamps run on without a jump, but wall-clock time did not stand still. Players
+    /// play on; outputs that keep wall-clock time (the recorder) start afresh.
+    Discontinuity,
     /// The hub disconnected this player; `next` returns `None` after this.
     Kicked(KickReason),
 }
@@ -544,15 +548,48 @@ impl PlayerReader {
 
 /// The hub's side of one player, shared between the publisher (catching up a lagging player)
 /// and the reader.
+/// Who reads a subscription: a player (a viewer), or an output of the server's own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reader {
+    Player,
+    /// A recorder, a relay, a muxer: not a viewer in the stream's statistics. With
+    /// `keeps_source`, it keeps an on-demand source connected as a player would.
+    Output {
+        keeps_source: bool,
+    },
+}
+
+impl Reader {
+    /// Whether it keeps an on-demand source connected.
+    pub fn keeps_source(self) -> bool {
+        match self {
+            Reader::Player => true,
+            Reader::Output { keeps_source } => keeps_source,
+        }
+    }
+}
+
 pub(crate) struct PlayerShared {
     pub(crate) id: PlayerId,
+    pub(crate) reader_kind: Reader,
     reader: Mutex<PlayerReader>,
 }
 
 impl PlayerShared {
+    #[cfg(test)]
     pub(crate) fn new(id: PlayerId, config: PlayerQueueConfig, cursor: LogCursor) -> Self {
+        Self::new_for(id, Reader::Player, config, cursor)
+    }
+
+    pub(crate) fn new_for(
+        id: PlayerId,
+        reader_kind: Reader,
+        config: PlayerQueueConfig,
+        cursor: LogCursor,
+    ) -> Self {
         PlayerShared {
             id,
+            reader_kind,
             reader: Mutex::new(PlayerReader {
                 queue: PlayerQueue::new(id, config),
                 cursor: Some(cursor),

@@ -671,3 +671,55 @@ fn a_kicked_subscription_pins_no_frames() {
     );
     drop(stalled);
 }
+
+#[test]
+fn outputs_read_like_players_but_count_apart() {
+    let hub = Hub::new(HubConfig::default());
+    let mut src = Src::new();
+    let recorder = hub
+        .subscribe_output("cam", false, PlayerQueueConfig::default())
+        .unwrap();
+    let named = hub
+        .subscribe_output("cam", true, PlayerQueueConfig::default())
+        .unwrap();
+    assert_eq!(
+        hub.player_count("cam"),
+        1,
+        "only the output named for it keeps a source on"
+    );
+    let changed = hub.publishing_changed();
+    let mut p = hub.publish("cam", SourceKind::Rtsp).unwrap();
+    assert!(changed.has_changed().unwrap());
+    assert_eq!(hub.publishing(), ["cam"]);
+    let _player = hub.play("cam").unwrap();
+    let stats = hub.stream_stats("cam").unwrap();
+    assert_eq!((stats.players, stats.outputs), (1, 2));
+    assert_eq!(hub.player_stats("cam").len(), 1);
+
+    p.push(src.avc_header(0)).unwrap();
+    p.push(src.video(0, true, false, 100)).unwrap();
+    p.discontinuity();
+    p.push(src.video(40, true, false, 100)).unwrap();
+    for mut sub in [recorder, named] {
+        let mut items = Vec::new();
+        while let TryNext::Item(i) = sub.try_next() {
+            items.push(i);
+        }
+        let kinds: Vec<&str> = items
+            .iter()
+            .map(|i| match i {
+                PlayerItem::PublishStarted { .. } => "start",
+                PlayerItem::Frame(f) if f.sequence_header => "header",
+                PlayerItem::Frame(_) => "frame",
+                PlayerItem::Discontinuity => "discontinuity",
+                _ => "other",
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            ["start", "header", "frame", "discontinuity", "frame"]
+        );
+    }
+    drop(p);
+    assert!(hub.publishing().is_empty());
+}

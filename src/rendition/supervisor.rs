@@ -256,7 +256,9 @@ impl Rendition {
     ) {
         let frame = match item {
             PlayerItem::Frame(f) => f,
-            PlayerItem::PublishStarted { .. } | PlayerItem::PublishStopped => {
+            PlayerItem::PublishStarted { .. }
+            | PlayerItem::PublishStopped
+            | PlayerItem::Discontinuity => {
                 // The source's next publisher starts with a sequence header and a keyframe;
                 // nothing of the last one may be decoded with it.
                 run.audio = None;

@@ -995,6 +995,8 @@ impl Connection {
                 let _entered = self.span.enter();
                 debug!(stream = %p.name, ?source, "publisher arrived");
             }
+            // Timestamps run on across a camera's reconnect: a player plays on.
+            PlayerItem::Discontinuity => {}
             PlayerItem::PublishStopped => {
                 let _entered = self.span.enter();
                 debug!(stream = %p.name, "publisher left");
