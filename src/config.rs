@@ -39,6 +39,9 @@ pub struct Config {
     /// while someone plays it (see [`crate::rendition`]).
     #[serde(default)]
     pub rendition: Vec<crate::rendition::RenditionConfig>,
+    /// Streams recorded to disk (see [`crate::record`]).
+    #[serde(default)]
+    pub record: Vec<crate::record::RecordConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -171,6 +174,13 @@ impl Config {
                 }
             }
         }
+        // Recording folders too: a server started from another folder (a service) must not
+        // write somewhere else.
+        for r in &mut config.record {
+            if r.path.is_relative() {
+                r.path = base.join(&r.path);
+            }
+        }
         Ok(config)
     }
 
@@ -251,6 +261,10 @@ impl Config {
             }
         }
         crate::rendition::validate_all(&self.rendition, &mut names)?;
+        crate::record::config::validate_all(&self.record)?;
+        if !self.record.is_empty() && !self.http.enabled {
+            tracing::debug!("recording without [http]: no playback API");
+        }
         Ok(())
     }
 }
@@ -273,6 +287,7 @@ mod tests {
             }],
             camera: Vec::new(),
             rendition: Vec::new(),
+            record: Vec::new(),
         };
         assert_eq!(Config::embedded(), expected);
     }
@@ -409,6 +424,46 @@ mod tests {
             let err = Config::parse(text, "t").unwrap_err().to_string();
             assert!(err.contains(what), "{text}: {err}");
         }
+    }
+
+    #[test]
+    fn record_sections_take_defaults_and_check_values() {
+        let c = Config::parse("[[record]]\nstream = \"door\"\n", "t").unwrap();
+        let expected = crate::record::RecordConfig {
+            stream: "door".into(),
+            ..Default::default()
+        };
+        assert_eq!(c.record, vec![expected]);
+        assert_eq!(c.record[0].segment_s, 600.0);
+        assert_eq!(c.record[0].keep_s, 604_800.0);
+        for (text, what) in [
+            ("[[record]]\npath = \"r\"\n", "stream"),
+            ("[[record]]\nstream = \"../x\"\n", "folder"),
+            ("[[record]]\nstream = \"a\"\nsegment_s = 0\n", "segment_s"),
+            ("[[record]]\nstream = \"a\"\npart_s = 0.01\n", "part_s"),
+            (
+                "[[record]]\nstream = \"a\"\npart_s = 5\nsegment_s = 2\n",
+                "above segment_s",
+            ),
+            ("[[record]]\nstream = \"a\"\nkeep_s = -1\n", "keep_s"),
+            (
+                "[[record]]\nstream = \"a\"\n[[record]]\nstream = \"a\"\n",
+                "twice",
+            ),
+            (
+                "[[record]]\nstream = \"a\"\n[[record]]\nstream = \"*\"\n",
+                "share path",
+            ),
+            ("[[record]]\nstream = \"a\"\nkeep_days = 3\n", "keep_days"),
+        ] {
+            let err = Config::parse(text, "t").unwrap_err().to_string();
+            assert!(err.contains(what), "{text}: {err}");
+        }
+        Config::parse(
+            "[[record]]\nstream = \"a\"\n[[record]]\nstream = \"*\"\npath = \"all\"\n",
+            "t",
+        )
+        .unwrap();
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod hub;
 pub mod media;
 pub mod pages;
 pub mod prefetch;
+pub mod record;
 pub mod rendition;
 pub mod rtmp;
 pub mod rtsp;

@@ -1,5 +1,5 @@
-//! The composition root: builds the page pool, the hub, the file sources, cameras, renditions
-//! and the RTMP listener from a [`Config`], runs them until the shutdown token is cancelled,
+//! The composition root: builds the page pool, the hub, the file sources, cameras, renditions,
+//! recorders and the RTMP listener from a [`Config`], runs them until the shutdown token is cancelled,
 //! then drains.
 
 use std::net::SocketAddr;
@@ -46,6 +46,8 @@ pub struct Started {
     pub status: StatusBoard,
     /// Each `[[camera]]`'s live status (for the HTTP API).
     pub cameras: crate::rtsp::Cameras,
+    /// What `[[record]]` entries hold and do.
+    pub recordings: crate::record::Recordings,
     pub task: tokio::task::JoinHandle<()>,
 }
 
@@ -67,6 +69,12 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Starte
     let rtmp_addr = listener
         .local_addr()
         .map_err(|source| StartError::Listen { addr, source })?;
+    // The recordings on disk are indexed (torn tails of a crash cut off) before anything
+    // records or serves them.
+    let record_configs = config.record.clone();
+    let recordings = tokio::task::spawn_blocking(move || crate::record::load(&record_configs))
+        .await
+        .unwrap_or_default();
     let status = StatusBoard::default();
     let context = Arc::new(Context {
         hub: hub.clone(),
@@ -92,7 +100,12 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Starte
     };
     let http = http_listener.map(|(listener, http_addr)| {
         info!(addr = %http_addr, auth = config.http.token.is_some(), "HTTP listening");
-        let api = http::Api::new(context.clone(), status.clone(), config.http.token.clone());
+        let api = http::Api::new(
+            context.clone(),
+            status.clone(),
+            recordings.clone(),
+            config.http.token.clone(),
+        );
         (http_addr, http::serve(listener, api, shutdown.clone()))
     });
     let http_addr = http.as_ref().map(|(addr, _)| *addr);
@@ -135,6 +148,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Starte
         &shutdown,
         &mut sources,
     );
+    crate::record::spawn(&recordings, &hub, &shutdown, &mut sources);
     let ctx = context.clone();
     let task = tokio::spawn(async move {
         let serve = rtmp_server::serve(listener, ctx, shutdown.clone(), DRAIN);
@@ -162,6 +176,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Starte
         context,
         status,
         cameras,
+        recordings,
         task,
     })
 }

@@ -179,6 +179,8 @@ struct StreamState {
     dropped: DropCounts,
     players_kicked: u64,
     ingest_dropped: u64,
+    /// A frame was pushed since the last discontinuity (or publish).
+    pushed_since_break: bool,
 }
 
 impl StreamState {
@@ -526,6 +528,7 @@ impl HubInner {
                 dropped: DropCounts::default(),
                 players_kicked: 0,
                 ingest_dropped: 0,
+                pushed_since_break: false,
             }),
             wake: tokio::sync::Notify::new(),
         })
@@ -653,6 +656,7 @@ impl PublisherHandle {
         }
         let mut st = lock(&self.stream.state);
         st.frames_in += 1;
+        st.pushed_since_break = true;
         frame.position = st.bytes_in;
         st.bytes_in += frame.payload.len() as u64;
         if frame.kind == MediaKind::Data {
@@ -701,9 +705,13 @@ impl PublisherHandle {
     /// reconnecting): the saved GOP is forgotten so that players arriving meanwhile do not
     /// start on stale frames; they wait for the next keyframe. Headers stay until replaced.
     /// Readers get [`PlayerItem::Discontinuity`].
+    /// Readers get it once however many times the source fails before it sends again.
     pub fn discontinuity(&mut self) {
         let mut st = lock(&self.stream.state);
         st.saver.clear();
+        if !std::mem::take(&mut st.pushed_since_break) {
+            return;
+        }
         st.offer_all(&self.stream.name, PlayerItem::Discontinuity);
         drop(st);
         self.stream.wake.notify_waiters();

@@ -255,6 +255,7 @@ async fn a_session_that_worked_resets_the_backoff_and_players_see_one_timeline()
     assert!(s.last_error.unwrap().contains("no frame for 2 s"));
 
     let (mut last, mut frames, mut headers, mut publish) = (0u32, 0, 0, 0);
+    let mut breaks = 0;
     loop {
         match player.try_next() {
             TryNext::Item(PlayerItem::Frame(f)) => {
@@ -267,11 +268,16 @@ async fn a_session_that_worked_resets_the_backoff_and_players_see_one_timeline()
                 }
             }
             TryNext::Item(PlayerItem::PublishStarted { .. }) => publish += 1,
+            TryNext::Item(PlayerItem::Discontinuity) => breaks += 1,
             TryNext::Item(other) => panic!("player saw {other:?}"),
             TryNext::Empty | TryNext::Ended => break,
         }
     }
     assert_eq!(publish, 1, "one publisher for the camera's life");
+    assert!(
+        breaks >= 3,
+        "each lost session that sent something is a discontinuity for outputs: {breaks}"
+    );
     assert_eq!(frames, 3 * 50);
     assert!(headers >= 6, "headers for each session: {headers}");
     assert!(last >= 3 * 25 * 40, "{last}");
