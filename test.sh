@@ -10,10 +10,11 @@ cd "$(dirname "$0")"
 
 # Real peers the tests talk to: ffmpeg/ffprobe and rtmpdump as publishers and players, nasm for
 # openh264's SIMD code, libclang for bindgen, GStreamer's RTSP server (python3-gi) as a camera,
+# GStreamer's gst-launch-1.0 (gstreamer1.0-tools) as a second MP4 reader of recordings,
 # nginx with the RTMP module as the server the benchmarks compare against.
 PACKAGES=(
   ffmpeg rtmpdump nasm libclang-dev
-  python3-gi gir1.2-gst-rtsp-server-1.0
+  python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-tools
   gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
   nginx libnginx-mod-rtmp
 )

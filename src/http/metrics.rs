@@ -281,7 +281,50 @@ pub fn render(snap: &Snapshot) -> String {
     x.add(f);
 
     render_streams(&mut x, &snap.streams);
+    render_records(&mut x, &snap.records);
     x.finish()
+}
+
+/// `moment_record_*`: one sample per `[[record]]` entry, labelled with its `stream` (a name
+/// or `*`) and `path`.
+fn render_records(x: &mut Exposition, records: &[crate::record::library::EntryStatus]) {
+    use crate::record::library::EntryStatus;
+    use Kind::{Counter, Gauge};
+    type Get = fn(&EntryStatus) -> Option<u64>;
+    let families: [(&'static str, Kind, &'static str, Get); 11] = [
+        ("moment_record_bytes_written_total", Counter, "Bytes written to segment files.", |r| Some(r.bytes_written)),
+        ("moment_record_segments_written_total", Counter, "Segment files started.", |r| Some(r.segments_written)),
+        ("moment_record_parts_written_total", Counter, "Parts (moof + mdat) written.", |r| Some(r.parts_written)),
+        ("moment_record_dropped_frames_total", Counter, "Frames not recorded: the disk fell behind (dropped to the next keyframe) or a write failed.", |r| Some(r.dropped_frames)),
+        ("moment_record_skipped_frames_total", Counter, "Frames not placed in a segment (before its first keyframe, or of a codec that is not recorded).", |r| Some(r.skipped_frames)),
+        ("moment_record_write_errors_total", Counter, "Writes that failed (full disk, unwritable path).", |r| Some(r.write_errors)),
+        ("moment_record_segments_deleted_total", Counter, "Segments deleted by retention.", |r| Some(r.segments_deleted)),
+        ("moment_record_bytes_deleted_total", Counter, "Bytes deleted by retention.", |r| Some(r.bytes_deleted)),
+        ("moment_record_segments", Gauge, "Segments the entry holds.", |r| Some(r.segments)),
+        ("moment_record_bytes", Gauge, "Bytes the entry holds.", |r| Some(r.bytes)),
+        ("moment_record_disk_free_bytes", Gauge, "Free bytes on the entry's disk at the last retention pass.", |r| r.disk_free_bytes),
+    ];
+    for (name, kind, help, get) in families {
+        let mut f = Family::new(name, kind, help);
+        for r in records {
+            if let Some(v) = get(r) {
+                f.sample(&[("stream", &r.stream), ("path", &r.path)], v);
+            }
+        }
+        x.add(f);
+    }
+    let mut f = Family::new(
+        "moment_record_streams_recording",
+        Gauge,
+        "Streams the entry is writing now.",
+    );
+    for r in records {
+        f.sample(
+            &[("stream", &r.stream), ("path", &r.path)],
+            r.recording.len(),
+        );
+    }
+    x.add(f);
 }
 
 /// A per-stream family: `value` gives the sample of a stream, or `None` to leave it out.

@@ -7,10 +7,13 @@
 //! | `GET /api/streams/{name}` | one [`StreamView`]; 404 if no such stream | token |
 //! | `GET /metrics` | Prometheus text exposition ([`metrics`]) | token |
 //! | `GET /snapshot/{name}.jpg` | a JPEG of the stream's latest keyframe ([`snapshot`]) | token, or `?token=` |
+//! | `GET /api/recordings` | every recorded stream with its spans, and each `[[record]]` entry's status | token |
+//! | `GET /api/recordings/{stream}` | `{"stream", "spans", "segments"}`; 404 if nothing is recorded | token |
+//! | `GET /recordings/{stream}.mp4?start=RFC3339&duration=S` | that range as one seekable MP4, `Range` honoured ([`recordings`]) | token, or `?token=` |
 //! | `GET /healthz` | `{"status":"ok"}` | open |
 //!
 //! With `[http] token` set, the token routes need `Authorization: Bearer <token>` (snapshots
-//! also take `?token=<token>`, since an `<img>` tag cannot send a header); without one the listener must be on a loopback address (the config check refuses anything else).
+//! and recordings also take `?token=<token>`, since an `<img>` or `<video>` tag cannot send a header); without one the listener must be on a loopback address (the config check refuses anything else).
 //! Every error is a 4xx/5xx with a JSON body `{"error": "...", "status": N}`: unknown path
 //! (404), wrong method (405, with `Allow`), missing or wrong token (401), a request body (no
 //! route takes one: 413), an over-long URI (414). Two errors come from the HTTP parser before
@@ -28,6 +31,7 @@
 
 pub mod metrics;
 pub mod rates;
+pub mod recordings;
 pub mod snapshot;
 pub mod view;
 
@@ -80,13 +84,22 @@ pub struct Api {
     started: Instant,
     connections: AtomicU64,
     snapshots: snapshot::Snapshots,
+    recordings: crate::record::Recordings,
+    plans: crate::record::playback::PlanCache,
 }
 
 impl Api {
     /// The API over a running RTMP server's hub, pages and counters, and the board cameras and
     /// transcoders report to. `token`: the bearer token the API requires, if any.
-    pub fn new(ctx: Arc<Context>, board: StatusBoard, token: Option<String>) -> Arc<Api> {
+    pub fn new(
+        ctx: Arc<Context>,
+        board: StatusBoard,
+        recordings: crate::record::Recordings,
+        token: Option<String>,
+    ) -> Arc<Api> {
         Arc::new(Api {
+            recordings,
+            plans: crate::record::playback::PlanCache::default(),
             ctx,
             board,
             rates: Mutex::new(RateMeter::new(rates::WINDOW)),
@@ -118,6 +131,12 @@ impl Api {
             rtmp: RtmpTotals::read(&self.ctx.counters),
             http_connections: self.connections.load(Ordering::Relaxed),
             uptime_s: self.started.elapsed().as_secs_f64(),
+            records: self
+                .recordings
+                .entries()
+                .iter()
+                .map(|e| e.status())
+                .collect(),
         };
         let rates = self.rates.lock().unwrap_or_else(|e| e.into_inner());
         Snapshot::build(inputs, &rates)
@@ -154,8 +173,10 @@ impl Api {
         if given.is_some_and(|g| constant_time_eq(g.as_bytes(), expected.as_bytes())) {
             return true;
         }
-        // Snapshots are for <img> tags, which cannot send headers: a query token will do.
-        req.uri().path().starts_with("/snapshot/")
+        // Snapshots and recordings are for <img> and <video> tags, which cannot send
+        // headers: a query token will do.
+        let path = req.uri().path();
+        (path.starts_with("/snapshot/") || path.starts_with("/recordings/"))
             && req.uri().query().is_some_and(|q| {
                 q.split('&').any(|pair| {
                     pair.strip_prefix("token=").is_some_and(|t| {
@@ -205,6 +226,9 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/api/streams/{name}", get(one_stream))
         .route("/metrics", get(metrics_text))
         .route("/snapshot/{file}", get(snapshot_jpeg))
+        .route("/api/recordings", get(recordings::list))
+        .route("/api/recordings/{stream}", get(recordings::one))
+        .route("/recordings/{file}", get(recordings::mp4))
         .route_layer(middleware::from_fn_with_state(api.clone(), require_token));
     Router::new()
         .route("/healthz", get(healthz))

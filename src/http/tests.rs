@@ -147,6 +147,7 @@ fn inputs() -> Inputs {
         },
         http_connections: 1,
         uptime_s: 2.5,
+        records: Vec::new(),
     }
 }
 

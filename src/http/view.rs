@@ -10,6 +10,7 @@ use serde::Serialize;
 use super::rates::{RateKey, RateMeter};
 use crate::hub::{DropCounts, PlayerStats, SourceKind, StreamStats as HubStream};
 use crate::pages::{PoolStats, StreamStats as PageStream};
+use crate::record::library::EntryStatus;
 use crate::rtmp::server::Counters;
 use crate::status::{CameraStatus, TranscoderStatus};
 
@@ -40,6 +41,8 @@ pub struct StreamView {
     pub transcoders: Vec<TranscoderStatus>,
     /// The camera publishing this stream; `null` for other sources.
     pub camera: Option<CameraStatus>,
+    /// Whether a `[[record]]` entry is writing it now.
+    pub recording: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -150,6 +153,8 @@ impl RtmpTotals {
 pub struct Snapshot {
     pub streams: Vec<StreamView>,
     pub totals: Totals,
+    /// Each `[[record]]` entry.
+    pub records: Vec<EntryStatus>,
 }
 
 /// What a snapshot is made of, read from the live server by the caller.
@@ -162,6 +167,7 @@ pub struct Inputs {
     pub rtmp: RtmpTotals,
     pub http_connections: u64,
     pub uptime_s: f64,
+    pub records: Vec<EntryStatus>,
 }
 
 /// The API's name for a source kind.
@@ -191,7 +197,12 @@ impl Snapshot {
             rtmp,
             http_connections,
             uptime_s,
+            records,
         } = inputs;
+        let recording: BTreeSet<&str> = records
+            .iter()
+            .flat_map(|r| r.recording.iter().map(String::as_str))
+            .collect();
         let mut page_by_name: BTreeMap<String, PagesView> = BTreeMap::new();
         for p in pages {
             // A republished stream has a new writer while the old one's messages may live.
@@ -277,12 +288,14 @@ impl Snapshot {
                     players_kicked: hs.players_kicked,
                     transcoders: transcoders.remove(&name).unwrap_or_default(),
                     camera,
+                    recording: recording.contains(name.as_str()),
                     name,
                 }
             })
             .collect();
         Snapshot {
             streams,
+            records,
             totals: Totals {
                 pages: pool,
                 rtmp,

@@ -396,6 +396,14 @@ impl Server {
         proc.wait(timeout)
     }
 
+    /// Kills the server with SIGKILL (no shutdown of any kind, as a crash) and waits for it.
+    pub fn signal_kill(&mut self) {
+        if let Some(mut proc) = self.proc.take() {
+            proc.signal(libc::SIGKILL);
+            proc.wait(Duration::from_secs(5));
+        }
+    }
+
     /// Asserts the process is still running, printing the log if not.
     pub fn assert_alive(&self, after: &str) {
         assert!(
