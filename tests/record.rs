@@ -322,6 +322,28 @@ fn segments_decode_and_any_range_plays_and_seeks() {
     let d = duration_s(&out);
     assert!((6.3..=6.8).contains(&d), "duration {d}");
     assert!((158..=167).contains(&video), "{video} video frames");
+    let out_probe = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v",
+            "-show_entries",
+            "packet=dts_time",
+        ])
+        .args(["-of", "csv=p=0"])
+        .arg(&out)
+        .output()
+        .expect("ffprobe");
+    let dts: Vec<f64> = String::from_utf8_lossy(&out_probe.stdout)
+        .lines()
+        .filter_map(|l| l.trim().trim_end_matches(',').parse().ok())
+        .collect();
+    assert!(dts.len() > 150, "{} packets", dts.len());
+    assert!(
+        dts.windows(2).all(|w| w[1] > w[0] && w[1] - w[0] < 0.05),
+        "decode times increase without a gap across the segment boundary"
+    );
     assert!((295..=310).contains(&audio), "{audio} audio frames");
 
     // Ranges are byte-exact, as a seeking <video> and `curl -r` need.
@@ -389,6 +411,7 @@ fn kill_9_leaves_segments_that_decode_and_a_restart_cuts_torn_tails() {
         fixture("h264-main-3mbps-aac.mp4").display()
     );
     let stream_dir = rec.join("cam");
+    let mut killed_at = Vec::new();
     for round in 0..2 {
         let mut server = Server::start(&config(&record, &file));
         wait_until("a segment", Duration::from_secs(30), || {
@@ -397,6 +420,7 @@ fn kill_9_leaves_segments_that_decode_and_a_restart_cuts_torn_tails() {
         // Mid-part, at an odd moment.
         std::thread::sleep(Duration::from_millis(1234 + 321 * round as u64));
         server.signal_kill();
+        killed_at.push(utc::from_system(std::time::SystemTime::now()));
         // Down for longer than a span's gap.
         std::thread::sleep(Duration::from_millis(1500));
     }
@@ -433,8 +457,18 @@ fn kill_9_leaves_segments_that_decode_and_a_restart_cuts_torn_tails() {
             f.display()
         );
     }
-    // Two runs of the server, down for 1.5 s between: two spans.
-    assert_eq!(j["spans"].as_array().unwrap().len(), 2, "{j}");
+    // Two runs of the server, down for 1.5 s between: two spans, each ending within part_s
+    // (0.5 s, and the 40 ms the last frame waits for its successor) of its kill.
+    let spans = j["spans"].as_array().unwrap();
+    assert_eq!(spans.len(), 2, "{j}");
+    for (span, killed) in spans.iter().zip(&killed_at) {
+        let end = utc::parse_rfc3339(span["end"].as_str().unwrap()).unwrap();
+        let lost = (killed - end) as f64 / 1000.0;
+        assert!(
+            (0.0..0.75).contains(&lost),
+            "lost {lost} s at the kill: {j}"
+        );
+    }
 }
 
 fn seconds_between(a: &str, b: &str) -> f64 {
@@ -452,13 +486,19 @@ fn dir_bytes(dir: &Path) -> u64 {
 #[test]
 fn retention_by_age_and_by_size() {
     let dir = tempfile::tempdir().unwrap();
-    let (old, big) = (dir.path().join("age"), dir.path().join("size"));
+    let (old, big, tiny) = (
+        dir.path().join("age"),
+        dir.path().join("size"),
+        dir.path().join("tiny"),
+    );
     let server = Server::start(&config(
         &format!(
             "[[record]]\nstream = \"cam\"\npath = \"{}\"\nsegment_s = 2\npart_s = 0.5\nkeep_s = 3\n\
-             [[record]]\nstream = \"cam\"\npath = \"{}\"\nsegment_s = 2\npart_s = 0.5\nkeep_bytes = 1500000\n",
+             [[record]]\nstream = \"cam\"\npath = \"{}\"\nsegment_s = 2\npart_s = 0.5\nkeep_bytes = 1500000\n\
+             [[record]]\nstream = \"cam\"\npath = \"{}\"\nsegment_s = 2\npart_s = 0.5\nkeep_bytes = 1\n",
             old.display(),
-            big.display()
+            big.display(),
+            tiny.display()
         ),
         &format!("[[file]]\nname = \"cam\"\npath = \"{}\"\n", fixture("h264-main-3mbps-aac.mp4").display()),
     ));
@@ -479,6 +519,26 @@ fn retention_by_age_and_by_size() {
     let bytes = dir_bytes(&big.join("cam"));
     assert!(bytes <= 1_500_000 + 1_300_000, "{bytes} bytes kept");
     assert!(server.log().contains("retention deleted a segment"));
+    // Never the segment being written: with room for nothing, it stays and grows (a closed
+    // one goes at once; its successor's file appears with its first part).
+    let mut seen_growing = false;
+    let mut last: Option<(PathBuf, u64)> = None;
+    for _ in 0..30 {
+        let open = segments(&tiny.join("cam"));
+        assert!(open.len() <= 1, "{open:?}");
+        if let Some(f) = open.first() {
+            let len = std::fs::metadata(f).map_or(0, |m| m.len());
+            if let Some((p, l)) = &last {
+                seen_growing |= p == f && len > *l;
+            }
+            last = Some((f.clone(), len));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        seen_growing,
+        "the open segment was written while the entry was over its limit"
+    );
 }
 
 /// A tmpfs of `mib` MiB at `dir` (the tests run as root, as CI does), unmounted on drop.
@@ -628,4 +688,32 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+#[test]
+fn the_api_token_guards_recordings_and_a_query_token_serves_video_tags() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = dir.path().join("rec");
+    let server = Server::start(&format!(
+        "[rtmp]\nlisten = \"127.0.0.1:0\"\n[http]\nlisten = \"127.0.0.1:0\"\ntoken = \"s3cret\"\n\
+         [[file]]\nname = \"cam\"\n[[record]]\nstream = \"cam\"\npath = \"{}\"\nsegment_s = 2\n",
+        rec.display()
+    ));
+    let http = http_addr(&server);
+    wait_until("a part", Duration::from_secs(20), || {
+        segments(&rec.join("cam"))
+            .first()
+            .is_some_and(|f| std::fs::metadata(f).is_ok_and(|m| m.len() > 10_000))
+    });
+    assert_eq!(get(http, "/api/recordings", &[]).status, 401);
+    assert_eq!(get(http, "/api/recordings/cam", &[]).status, 401);
+    let auth = [("Authorization", "Bearer s3cret")];
+    let j = get(http, "/api/recordings/cam", &auth).json();
+    let start = j["segments"][0]["start"].as_str().unwrap().to_owned();
+    let path = format!("/recordings/cam.mp4?start={start}&duration=1");
+    assert_eq!(get(http, &path, &[]).status, 401);
+    assert_eq!(get(http, &format!("{path}&token=wrong"), &[]).status, 401);
+    let ok = get(http, &format!("{path}&token=s3cret"), &[]);
+    assert_eq!(ok.status, 200, "{}", String::from_utf8_lossy(&ok.body));
+    assert_eq!(&ok.body[4..8], b"ftyp");
 }
