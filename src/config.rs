@@ -39,6 +39,9 @@ pub struct Config {
     /// while someone plays it (see [`crate::rendition`]).
     #[serde(default)]
     pub rendition: Vec<crate::rendition::RenditionConfig>,
+    /// Low-latency HLS on the [http] listener (see [`crate::hls`]).
+    #[serde(default)]
+    pub hls: crate::hls::HlsConfig,
     /// Streams recorded to disk (see [`crate::record`]).
     #[serde(default)]
     pub record: Vec<crate::record::RecordConfig>,
@@ -262,6 +265,7 @@ impl Config {
         }
         crate::rendition::validate_all(&self.rendition, &mut names)?;
         crate::record::config::validate_all(&self.record)?;
+        self.hls.validate()?;
         if !self.record.is_empty() && !self.http.enabled {
             tracing::debug!("recording without [http]: no playback API");
         }
@@ -287,6 +291,7 @@ mod tests {
             }],
             camera: Vec::new(),
             rendition: Vec::new(),
+            hls: crate::hls::HlsConfig::default(),
             record: Vec::new(),
         };
         assert_eq!(Config::embedded(), expected);

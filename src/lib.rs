@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod fmp4;
+pub mod hls;
 pub mod http;
 pub mod hub;
 pub mod media;

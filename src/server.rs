@@ -100,10 +100,15 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Starte
     };
     let http = http_listener.map(|(listener, http_addr)| {
         info!(addr = %http_addr, auth = config.http.token.is_some(), "HTTP listening");
+        let hls = config
+            .hls
+            .enabled
+            .then(|| crate::hls::Hls::new(config.hls.clone(), hub.clone(), shutdown.clone()));
         let api = http::Api::new(
             context.clone(),
             status.clone(),
             recordings.clone(),
+            hls,
             config.http.token.clone(),
         );
         (http_addr, http::serve(listener, api, shutdown.clone()))

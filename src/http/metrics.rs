@@ -282,7 +282,79 @@ pub fn render(snap: &Snapshot) -> String {
 
     render_streams(&mut x, &snap.streams);
     render_records(&mut x, &snap.records);
+    render_hls(&mut x, snap);
     x.finish()
+}
+
+/// `moment_hls_*`: requests by kind (count origin fetches behind a cache with these), bytes,
+/// viewers and muxer memory per stream, blocking requests.
+fn render_hls(x: &mut Exposition, snap: &Snapshot) {
+    use Kind::{Counter, Gauge};
+    let Some(c) = &snap.hls_counters else {
+        return;
+    };
+    let mut f = Family::new(
+        "moment_hls_requests_total",
+        Counter,
+        "HLS requests, by kind (playlist, blocking playlist, part, segment, init).",
+    );
+    for (kind, v) in [
+        ("playlist", c.playlist_requests),
+        ("blocking", c.blocking_requests),
+        ("part", c.part_requests),
+        ("segment", c.segment_requests),
+        ("init", c.init_requests),
+    ] {
+        f.sample(&[("kind", kind)], v);
+    }
+    x.add(f);
+    let mut f = Family::new(
+        "moment_hls_bytes_served_total",
+        Counter,
+        "Bytes of playlists and media served over HLS.",
+    );
+    f.sample(&[], c.bytes_served);
+    x.add(f);
+    let mut f = Family::new(
+        "moment_hls_blocking_waiting",
+        Gauge,
+        "Blocking playlist requests waiting for a part now.",
+    );
+    f.sample(&[], c.blocking_waiting);
+    x.add(f);
+    let mut f = Family::new(
+        "moment_hls_blocking_refused_total",
+        Counter,
+        "Blocking playlist requests refused over the bounds (503).",
+    );
+    f.sample(&[], c.blocking_refused);
+    x.add(f);
+    let mut f = Family::new(
+        "moment_hls_blocking_timed_out_total",
+        Counter,
+        "Blocking playlist requests answered at their timeout, without the part.",
+    );
+    f.sample(&[], c.blocking_timed_out);
+    x.add(f);
+    let mut f = Family::new(
+        "moment_hls_muxers_started_total",
+        Counter,
+        "HLS muxers started (by a first request).",
+    );
+    f.sample(&[], c.muxers_started);
+    x.add(f);
+    let mut viewers = Family::new("moment_hls_viewers", Gauge, "Client addresses that asked for a stream's playlist in the last 10 s (a cache in front counts as its connections).");
+    let mut bytes = Family::new(
+        "moment_hls_muxer_bytes",
+        Gauge,
+        "Bytes a stream's HLS muxer holds (its segments, parts and init segments).",
+    );
+    for m in &snap.hls {
+        viewers.sample(&[("stream", &m.stream)], m.viewers);
+        bytes.sample(&[("stream", &m.stream)], m.bytes);
+    }
+    x.add(viewers);
+    x.add(bytes);
 }
 
 /// `moment_record_*`: one sample per `[[record]]` entry, labelled with its `stream` (a name

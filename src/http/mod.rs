@@ -10,6 +10,11 @@
 //! | `GET /api/recordings` | every recorded stream with its spans, and each `[[record]]` entry's status | token |
 //! | `GET /api/recordings/{stream}` | `{"stream", "spans", "segments"}`; 404 if nothing is recorded | token |
 //! | `GET /recordings/{stream}.mp4?start=RFC3339&duration=S` | that range as one seekable MP4, `Range` honoured ([`recordings`]) | token, or `?token=` |
+//! | `GET /hls/{stream}/index.m3u8` | LL-HLS media playlist, blocking reload with `_HLS_msn`/`_HLS_part` ([`hls`]) | token, or `?token=` |
+//! | `GET /hls/{stream}/{file}` | init segments, parts and segments (immutable) | token, or `?token=` |
+//! | `GET /` | the dashboard ([`pages`]) | token, or `?token=` |
+//! | `GET /watch/{stream}` | the player page | token, or `?token=` |
+//! | `GET /static/{file}` | the pages' CSS and scripts (hls.js) | open |
 //! | `GET /healthz` | `{"status":"ok"}` | open |
 //!
 //! With `[http] token` set, the token routes need `Authorization: Bearer <token>` (snapshots
@@ -29,7 +34,9 @@
 //! which belong to the hub, the page pool and the RTMP layer; cameras and transcoders report
 //! into the [`StatusBoard`].
 
+pub mod hls;
 pub mod metrics;
+pub mod pages;
 pub mod rates;
 pub mod recordings;
 pub mod snapshot;
@@ -86,7 +93,13 @@ pub struct Api {
     snapshots: snapshot::Snapshots,
     recordings: crate::record::Recordings,
     plans: crate::record::playback::PlanCache,
+    /// `None` with `[hls] enabled = false`.
+    hls: Option<crate::hls::Hls>,
 }
+
+/// The client's address, put in each request's extensions by [`serve`].
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub std::net::SocketAddr);
 
 impl Api {
     /// The API over a running RTMP server's hub, pages and counters, and the board cameras and
@@ -95,10 +108,12 @@ impl Api {
         ctx: Arc<Context>,
         board: StatusBoard,
         recordings: crate::record::Recordings,
+        hls: Option<crate::hls::Hls>,
         token: Option<String>,
     ) -> Arc<Api> {
         Arc::new(Api {
             recordings,
+            hls,
             plans: crate::record::playback::PlanCache::default(),
             ctx,
             board,
@@ -137,6 +152,11 @@ impl Api {
                 .iter()
                 .map(|e| e.status())
                 .collect(),
+            hls: self.hls.as_ref().map(|h| h.stats()).unwrap_or_default(),
+            hls_counters: self
+                .hls
+                .as_ref()
+                .map(|h| view::HlsTotals::read(h.counters())),
         };
         let rates = self.rates.lock().unwrap_or_else(|e| e.into_inner());
         Snapshot::build(inputs, &rates)
@@ -173,10 +193,14 @@ impl Api {
         if given.is_some_and(|g| constant_time_eq(g.as_bytes(), expected.as_bytes())) {
             return true;
         }
-        // Snapshots and recordings are for <img> and <video> tags, which cannot send
-        // headers: a query token will do.
+        // Pages, snapshots, HLS and recordings are for browsers, <img> and <video> tags and
+        // players, which cannot send headers: a query token will do.
         let path = req.uri().path();
-        (path.starts_with("/snapshot/") || path.starts_with("/recordings/"))
+        let query_ok = path == "/"
+            || ["/snapshot/", "/recordings/", "/hls/", "/watch/"]
+                .iter()
+                .any(|p| path.starts_with(p));
+        query_ok
             && req.uri().query().is_some_and(|q| {
                 q.split('&').any(|pair| {
                     pair.strip_prefix("token=").is_some_and(|t| {
@@ -229,9 +253,13 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/api/recordings", get(recordings::list))
         .route("/api/recordings/{stream}", get(recordings::one))
         .route("/recordings/{file}", get(recordings::mp4))
+        .route("/hls/{stream}/{file}", get(hls::file))
+        .route("/", get(pages::index))
+        .route("/watch/{stream}", get(pages::watch))
         .route_layer(middleware::from_fn_with_state(api.clone(), require_token));
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/static/{*path}", get(pages::static_file))
         .merge(protected)
         .fallback(not_found)
         .layer(middleware::from_fn(guard))
@@ -356,7 +384,7 @@ async fn json_errors(resp: Response) -> Response {
 /// Serves HTTP until `shutdown` is cancelled, with the rate sampler alongside; then gives open
 /// connections a moment to finish their request.
 pub async fn serve(listener: TcpListener, api: Arc<Api>, shutdown: CancellationToken) {
-    let service = TowerToHyperService::new(router(api.clone()));
+    let router = router(api.clone());
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -374,7 +402,10 @@ pub async fn serve(listener: TcpListener, api: Arc<Api>, shutdown: CancellationT
                         debug!(%peer, "HTTP connection limit reached; closing new connection");
                         continue;
                     };
-                    let conn = builder.serve_connection(TokioIo::new(socket), service.clone());
+                    let service = TowerToHyperService::new(
+                        router.clone().layer(axum::Extension(Peer(peer))),
+                    );
+                    let conn = builder.serve_connection(TokioIo::new(socket), service);
                     let api = api.clone();
                     let shutdown = shutdown.clone();
                     tasks.spawn(async move {

@@ -148,6 +148,8 @@ fn inputs() -> Inputs {
         http_connections: 1,
         uptime_s: 2.5,
         records: Vec::new(),
+        hls: Vec::new(),
+        hls_counters: None,
     }
 }
 

@@ -155,6 +155,42 @@ pub struct Snapshot {
     pub totals: Totals,
     /// Each `[[record]]` entry.
     pub records: Vec<EntryStatus>,
+    /// Each running HLS muxer, and the HLS counters (`None` with HLS off).
+    pub hls: Vec<crate::hls::MuxerStats>,
+    pub hls_counters: Option<HlsTotals>,
+}
+
+/// HLS request counters, read once.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct HlsTotals {
+    pub playlist_requests: u64,
+    pub blocking_requests: u64,
+    pub part_requests: u64,
+    pub segment_requests: u64,
+    pub init_requests: u64,
+    pub bytes_served: u64,
+    pub blocking_waiting: u64,
+    pub blocking_refused: u64,
+    pub blocking_timed_out: u64,
+    pub muxers_started: u64,
+}
+
+impl HlsTotals {
+    pub fn read(c: &crate::hls::HlsCounters) -> HlsTotals {
+        let l = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        HlsTotals {
+            playlist_requests: l(&c.playlist_requests),
+            blocking_requests: l(&c.blocking_requests),
+            part_requests: l(&c.part_requests),
+            segment_requests: l(&c.segment_requests),
+            init_requests: l(&c.init_requests),
+            bytes_served: l(&c.bytes_served),
+            blocking_waiting: c.blocking_waiting.load(Ordering::Relaxed) as u64,
+            blocking_refused: l(&c.blocking_refused),
+            blocking_timed_out: l(&c.blocking_timed_out),
+            muxers_started: l(&c.muxers_started),
+        }
+    }
 }
 
 /// What a snapshot is made of, read from the live server by the caller.
@@ -168,6 +204,8 @@ pub struct Inputs {
     pub http_connections: u64,
     pub uptime_s: f64,
     pub records: Vec<EntryStatus>,
+    pub hls: Vec<crate::hls::MuxerStats>,
+    pub hls_counters: Option<HlsTotals>,
 }
 
 /// The API's name for a source kind.
@@ -198,6 +236,8 @@ impl Snapshot {
             http_connections,
             uptime_s,
             records,
+            hls,
+            hls_counters,
         } = inputs;
         let recording: BTreeSet<&str> = records
             .iter()
@@ -296,6 +336,8 @@ impl Snapshot {
         Snapshot {
             streams,
             records,
+            hls,
+            hls_counters,
             totals: Totals {
                 pages: pool,
                 rtmp,
