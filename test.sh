@@ -11,12 +11,13 @@ cd "$(dirname "$0")"
 # Real peers the tests talk to: ffmpeg/ffprobe and rtmpdump as publishers and players, nasm for
 # openh264's SIMD code, libclang for bindgen, GStreamer's RTSP server (python3-gi) as a camera,
 # GStreamer's gst-launch-1.0 (gstreamer1.0-tools) as a second MP4 reader of recordings,
+# Chromium (headless, driven by tests/chromium_check.py) for the web pages and hls.js,
 # nginx with the RTMP module as the server the benchmarks compare against.
 PACKAGES=(
   ffmpeg rtmpdump nasm libclang-dev
   python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-tools
   gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
-  nginx libnginx-mod-rtmp
+  nginx libnginx-mod-rtmp chromium
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -17,7 +17,7 @@ function playLive() {
   if (hls) { hls.destroy(); hls = null; }
   if (window.Hls && Hls.isSupported()) {
     status.engine = "hls.js " + Hls.version;
-    hls = new Hls({ lowLatencyMode: true, liveSyncDurationCount: 1, backBufferLength: 30 });
+    hls = new Hls({ lowLatencyMode: true, maxLiveSyncPlaybackRate: 1.2, backBufferLength: 30 });
     hls.on(Hls.Events.ERROR, (_, d) => {
       if (d.fatal) {
         status.errors.push(d.type + ": " + d.details);
@@ -112,4 +112,4 @@ playLive();
 facts();
 timeline();
 setInterval(facts, 3000);
-setInterval(timeline, 15000);
+setInterval(timeline, 5000);
