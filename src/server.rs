@@ -100,10 +100,21 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Starte
     };
     let http = http_listener.map(|(listener, http_addr)| {
         info!(addr = %http_addr, auth = config.http.token.is_some(), "HTTP listening");
-        let hls = config
-            .hls
-            .enabled
-            .then(|| crate::hls::Hls::new(config.hls.clone(), hub.clone(), shutdown.clone()));
+        let hls = config.hls.enabled.then(|| {
+            let configured = config
+                .camera
+                .iter()
+                .map(|c| c.name.clone())
+                .chain(config.rendition.iter().map(|r| r.name.clone()))
+                .chain(config.file.iter().map(|f| f.name.clone()))
+                .collect();
+            crate::hls::Hls::new(
+                config.hls.clone(),
+                hub.clone(),
+                configured,
+                shutdown.clone(),
+            )
+        });
         let api = http::Api::new(
             context.clone(),
             status.clone(),

@@ -472,3 +472,52 @@ fn twenty_viewers_through_nginx_proxy_cache_make_a_few_origin_fetches_per_part()
     );
     assert!(playlist <= 40, "{playlist} origin playlist fetches");
 }
+
+#[test]
+fn an_idle_muxer_goes_and_a_rendition_starts_for_its_first_hls_viewer() {
+    let server = Server::start(&config(
+        "[hls]\nidle_s = 2\n[[rendition]]\nsource = \"cam\"\nname = \"cam_small\"\nheight = 180\n",
+    ));
+    let http = http_addr(&server);
+    let muxer_bytes = |stream: &str| -> Option<u64> {
+        let metrics = String::from_utf8(get(http, "/metrics", &[]).body).unwrap();
+        let key = format!("moment_hls_muxer_bytes{{stream=\"{stream}\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&key))
+            .map(|v| v.trim().parse().unwrap())
+    };
+    assert_eq!(get(http, "/hls/cam/index.m3u8", &[]).status, 200);
+    assert!(muxer_bytes("cam").is_some_and(|b| b > 10_000));
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(
+        muxer_bytes("cam"),
+        None,
+        "the idle muxer and its memory are gone"
+    );
+    // A rendition runs only while watched: an HLS viewer is one.
+    let r = get(http, "/hls/cam_small/index.m3u8", &[]);
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let url = format!("http://{http}/hls/cam_small/index.m3u8");
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v",
+            "-show_entries",
+            "stream=height",
+            "-of",
+            "csv=p=0",
+            &url,
+        ])
+        .output()
+        .expect("ffprobe");
+    let heights = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        heights
+            .lines()
+            .any(|l| l.trim().trim_end_matches(',') == "180"),
+        "{heights}"
+    );
+}

@@ -142,6 +142,9 @@ pub struct Hls {
 struct HlsInner {
     config: HlsConfig,
     hub: Hub,
+    /// Streams the server makes itself (cameras, renditions, files): a request may start
+    /// them (on-demand sources connect for the muxer as for a player).
+    configured: std::collections::HashSet<String>,
     shutdown: CancellationToken,
     streams: Mutex<HashMap<String, Arc<HlsStream>>>,
     counters: HlsCounters,
@@ -156,11 +159,17 @@ impl std::fmt::Debug for Hls {
 }
 
 impl Hls {
-    pub fn new(config: HlsConfig, hub: Hub, shutdown: CancellationToken) -> Hls {
+    pub fn new(
+        config: HlsConfig,
+        hub: Hub,
+        configured: std::collections::HashSet<String>,
+        shutdown: CancellationToken,
+    ) -> Hls {
         Hls {
             inner: Arc::new(HlsInner {
                 config,
                 hub,
+                configured,
                 shutdown,
                 streams: Mutex::new(HashMap::new()),
                 counters: HlsCounters::default(),
@@ -170,6 +179,18 @@ impl Hls {
 
     pub fn config(&self) -> &HlsConfig {
         &self.inner.config
+    }
+
+    /// Whether a request for `name` may start a muxer: it publishes now, the server makes it
+    /// (a camera, a rendition, a file), or a muxer already runs for it.
+    pub fn knows(&self, name: &str) -> bool {
+        self.inner.configured.contains(name)
+            || self
+                .inner
+                .hub
+                .stream_stats(name)
+                .is_some_and(|s| s.publishing)
+            || lock(&self.inner.streams).contains_key(name)
     }
 
     pub fn counters(&self) -> &HlsCounters {

@@ -71,9 +71,7 @@ fn muxer(api: &Api, name: &str) -> Result<Arc<HlsStream>, Refusal> {
             "HLS is off ([hls] enabled = false)",
         ));
     };
-    let known = api.ctx.hub.stream_stats(name).is_some_and(|s| s.publishing)
-        || api.board.snapshot().0.contains_key(name)
-        || hls.config().enabled && hls.stats().iter().any(|m| m.stream == name);
+    let known = hls.knows(name);
     if !known {
         return Err(refuse(
             StatusCode::NOT_FOUND,
