@@ -267,9 +267,9 @@ fn blocking_reload_returns_when_the_part_exists_and_refuses_the_far_future() {
 
 #[test]
 fn with_a_token_every_uri_carries_it() {
-    let server = Server::start(&format!(
-        "[rtmp]\nlisten = \"127.0.0.1:0\"\n[http]\nlisten = \"127.0.0.1:0\"\ntoken = \"s3cret\"\n[[file]]\nname = \"cam\"\n"
-    ));
+    let server = Server::start(
+        "[rtmp]\nlisten = \"127.0.0.1:0\"\n[http]\nlisten = \"127.0.0.1:0\"\ntoken = \"s3cret\"\n[[file]]\nname = \"cam\"\n",
+    );
     let http = http_addr(&server);
     assert_eq!(get(http, "/hls/cam/index.m3u8", &[]).status, 401);
     assert_eq!(get(http, "/", &[]).status, 401);
