@@ -39,8 +39,37 @@ mod parse;
 #[doc(hidden)]
 pub mod rtp;
 
+mod receiver_report;
+mod reorder;
 mod teardown;
 mod timeline;
+
+/// Counters of a session's RTP reception, shared with the caller (moment's patch; see PATCH.md).
+/// Summed over the session's streams; relaxed atomics, read at any time.
+#[derive(Debug, Default)]
+pub struct RtpCounters {
+    /// RTP packets accepted in sequence order.
+    pub received: std::sync::atomic::AtomicU64,
+    /// Sequence numbers that never arrived (or arrived too late to use).
+    pub lost: std::sync::atomic::AtomicU64,
+    /// UDP packets that arrived out of order and were put back in place.
+    pub reordered: std::sync::atomic::AtomicU64,
+    /// UDP packets that arrived after their place was given up on; dropped.
+    pub late: std::sync::atomic::AtomicU64,
+    /// UDP packets received twice; the copy dropped.
+    pub duplicates: std::sync::atomic::AtomicU64,
+    /// Packets the depacketizer could not use (a damaged access unit); the access unit was
+    /// dropped and the session went on.
+    pub damaged: std::sync::atomic::AtomicU64,
+    /// RTCP receiver reports sent.
+    pub receiver_reports: std::sync::atomic::AtomicU64,
+}
+
+impl RtpCounters {
+    fn add(counter: &std::sync::atomic::AtomicU64, n: u64) {
+        counter.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+    }
+}
 
 /// Assumed expiration time for stale live555 TCP sessions (case #2 of "Stale
 /// sessions" in [`SessionGroup`]).
@@ -459,6 +488,9 @@ impl std::str::FromStr for UnknownRtcpSsrcPolicy {
     }
 }
 
+/// How soon after PLAY the first keepalive goes out (moment's patch).
+const FIRST_KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Returns an appropriate keepalive interval for `session`.
 ///
 /// This generally uses half the session timeout. However, it's capped in case
@@ -479,6 +511,7 @@ pub struct SessionOptions {
     teardown: TeardownPolicy,
     unassigned_channel_data: UnassignedChannelDataPolicy,
     session_id: SessionIdPolicy,
+    counters: Option<Arc<RtpCounters>>,
 }
 
 /// Policy for handling data received on unassigned RTSP interleaved channels.
@@ -619,10 +652,33 @@ impl std::str::FromStr for Transport {
 #[non_exhaustive]
 pub struct TcpTransportOptions;
 
-/// Per-stream UDP transport options (placeholder for future expansion).
-#[derive(Clone, Default, Debug)]
+/// Per-stream UDP transport options.
+#[derive(Clone, Debug)]
 #[non_exhaustive]
-pub struct UdpTransportOptions;
+pub struct UdpTransportOptions {
+    reorder_packets: usize,
+    reorder_delay: std::time::Duration,
+}
+
+impl Default for UdpTransportOptions {
+    fn default() -> Self {
+        UdpTransportOptions {
+            reorder_packets: 64,
+            reorder_delay: std::time::Duration::from_millis(100),
+        }
+    }
+}
+
+impl UdpTransportOptions {
+    /// Holds up to `max_packets` packets (for at most `max_delay`) behind a missing one, so
+    /// that reordered packets are put back in place rather than dropped. `max_packets` = 0
+    /// turns reordering off. Default 64 packets, 100 ms (moment's patch).
+    pub fn reorder(mut self, max_packets: usize, max_delay: std::time::Duration) -> Self {
+        self.reorder_packets = max_packets;
+        self.reorder_delay = max_delay;
+        self
+    }
+}
 
 impl SessionOptions {
     /// Uses the given credentials when/if the server requests digest authentication.
@@ -659,6 +715,12 @@ impl SessionOptions {
 
     pub fn session_id(mut self, policy: SessionIdPolicy) -> Self {
         self.session_id = policy;
+        self
+    }
+
+    /// Counts the session's RTP reception into `counters` (moment's patch).
+    pub fn rtp_counters(mut self, counters: Arc<RtpCounters>) -> Self {
+        self.counters = Some(counters);
         self
     }
 }
@@ -897,6 +959,15 @@ struct UdpSockets {
     rtp: UdpSocket,
     rtcp: UdpSocket,
     read_buf: crate::buf::MarkBuf,
+    /// Packets ahead of a missing one wait here (moment's patch).
+    reorder: reorder::ReorderBuffer<(Bytes, crate::PacketContext)>,
+    /// Released by the reorder buffer, to be fed through `read_buf` in this order.
+    released: std::collections::VecDeque<(Bytes, crate::PacketContext)>,
+    reorder_timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// RTCP receiver reports (moment's patch).
+    reception: receiver_report::ReceptionStats,
+    report_schedule: receiver_report::ReportSchedule,
+    report_timer: Pin<Box<tokio::time::Sleep>>,
 }
 
 /// Placeholder `Debug` impl to allow `UdpSockets` to be a field within a `#[derive(Debug)]` struct.
@@ -1574,10 +1645,23 @@ impl Session<Described> {
                 *inner.flags |= SessionFlag::TcpStreams as u8;
                 None
             }
-            Transport::Udp(_) => {
+            Transport::Udp(udp_options) => {
                 // Bind an ephemeral UDP port on the same local address used to connect
                 // to the RTSP server.
                 let local_ip = conn.inner.ctx().local_addr.ip();
+                let now = Instant::now();
+                let own_ssrc: u32 = rand::random();
+                let reception = receiver_report::ReceptionStats::new(
+                    stream.clock_rate_hz,
+                    own_ssrc,
+                    format!("retina-{own_ssrc:08x}@{local_ip}"),
+                    now,
+                );
+                let report_schedule =
+                    receiver_report::ReportSchedule::new(now, rand::random::<f64>());
+                let report_timer = Box::pin(tokio::time::sleep_until(
+                    tokio::time::Instant::from_std(report_schedule.due()),
+                ));
                 let pair = crate::tokio::UdpPair::for_ip(local_ip)
                     .map_err(|e| wrap!(ErrorInt::Internal(e.into())))?;
                 headers.insert(
@@ -1601,6 +1685,15 @@ impl Session<Described> {
                         rtp: pair.rtp_socket,
                         rtcp: pair.rtcp_socket,
                         read_buf: crate::buf::MarkBuf::new(65536),
+                        reorder: reorder::ReorderBuffer::new(
+                            udp_options.reorder_packets,
+                            udp_options.reorder_delay,
+                        ),
+                        released: std::collections::VecDeque::new(),
+                        reorder_timer: None,
+                        reception,
+                        report_schedule,
+                        report_timer,
                     },
                 ))
             }
@@ -1930,7 +2023,13 @@ impl Session<Described> {
                 StreamState::Playing { .. } => unreachable!(),
             };
         }
-        *inner.keepalive_timer = Some(Box::pin(tokio::time::sleep(keepalive_interval(session))));
+        // moment's patch: the first keepalive goes out soon after PLAY. It is an OPTIONS, which
+        // some servers (VLC) do not count as activity; its answer tells whether GET_PARAMETER
+        // (which they do count) is there for the following ones. Waiting the whole interval
+        // first left the first counted keepalive at the session timeout itself.
+        *inner.keepalive_timer = Some(Box::pin(tokio::time::sleep(
+            keepalive_interval(session).min(FIRST_KEEPALIVE),
+        )));
         Ok(Session(self.0, Playing(())))
     }
 }
@@ -2064,6 +2163,26 @@ async fn punch_firewall_hole(sockets: &UdpSockets) -> Result<(), std::io::Error>
     sockets.rtp.send(&HOLE_PUNCH_RTP[..]).await?;
     sockets.rtcp.send(&HOLE_PUNCH_RTCP[..]).await?;
     Ok(())
+}
+
+/// The sequence number of what looks like an RTP packet (version 2, a whole fixed header).
+fn rtp_sequence_number(pkt: crate::inputs::Split<'_>) -> Option<u16> {
+    let (a, b) = pkt.slices();
+    let byte = |i: usize| a.get(i).or_else(|| b.get(i - a.len())).copied();
+    if pkt.len() < 12 || byte(0)? >> 6 != 2 {
+        return None;
+    }
+    Some(u16::from_be_bytes([byte(2)?, byte(3)?]))
+}
+
+/// Appends `data` to `buf` as one received datagram.
+fn write_to_ring(buf: &mut crate::buf::MarkBuf, data: &[u8]) {
+    let (s1, s2) = buf.spare_capacity(data.len());
+    let n1 = s1.len().min(data.len());
+    s1[..n1].copy_from_slice(&data[..n1]);
+    s2[..data.len() - n1].copy_from_slice(&data[n1..]);
+    buf.advance_end(data.len());
+    buf.advance_unparsed(buf.end());
 }
 
 /// An item yielded by [`Session<Playing>`]'s [`futures::stream::Stream`] impl.
@@ -2419,14 +2538,50 @@ impl Session<Playing> {
             .inner
             .ctx();
 
-        // Prioritize RTCP over RTP within a stream.
-        for channel_type in [ChannelType::Rtcp, ChannelType::Rtp] {
-            let socket = match channel_type {
-                ChannelType::Rtcp => &udp_sockets.rtcp,
-                ChannelType::Rtp => &udp_sockets.rtp,
-            };
+        // moment's patch: RTCP receiver reports when due, and RTP through the reorder buffer.
+        let counters = inner.options.counters.as_deref();
+        if udp_sockets.report_timer.as_mut().poll(cx).is_ready() {
+            let now = Instant::now();
+            let report = udp_sockets.reception.report(now);
+            match udp_sockets.rtcp.try_send(&report) {
+                Ok(_) => {
+                    if let Some(c) = counters {
+                        RtpCounters::add(&c.receiver_reports, 1);
+                    }
+                }
+                Err(e) => debug!("RTCP receiver report not sent: {e}"),
+            }
+            udp_sockets.report_schedule.sent(now, rand::random::<f64>());
+            let due = tokio::time::Instant::from_std(udp_sockets.report_schedule.due());
+            udp_sockets.report_timer.as_mut().reset(due);
+            // Registers the waker for the new deadline.
+            let _ = udp_sockets.report_timer.as_mut().poll(cx);
+        }
+
+        loop {
+            // Packets the reorder buffer released go through `read_buf` as if just received,
+            // so the depacketizers' zero-copy references work unchanged.
+            if let Some((data, pkt_ctx)) = udp_sockets.released.pop_front() {
+                let body_pos = udp_sockets.read_buf.end();
+                write_to_ring(&mut udp_sockets.read_buf, &data);
+                return Poll::Ready(Some(Ok(StreamItem {
+                    pkt_ctx,
+                    stream_i: i,
+                    channel_type: ChannelType::Rtp,
+                    body_pos,
+                    body_len: data.len() as u16,
+                })));
+            }
+
+            // Prioritize RTCP over RTP within a stream.
             let body_pos = udp_sockets.read_buf.end();
-            match Self::poll_udp_recv(socket, cx, &mut udp_sockets.read_buf, conn_ctx, stream_ctx) {
+            match Self::poll_udp_recv(
+                &udp_sockets.rtcp,
+                cx,
+                &mut udp_sockets.read_buf,
+                conn_ctx,
+                stream_ctx,
+            ) {
                 Poll::Ready(Ok(n)) => {
                     udp_sockets.read_buf.advance_end(usize::from(n));
                     udp_sockets
@@ -2438,7 +2593,7 @@ impl Session<Playing> {
                             received_wall: crate::WallTime::now(),
                         }),
                         stream_i: i,
-                        channel_type,
+                        channel_type: ChannelType::Rtcp,
                         body_pos,
                         body_len: n,
                     })));
@@ -2446,8 +2601,87 @@ impl Session<Playing> {
                 Poll::Ready(Err(e)) => return Poll::Ready(Some(Err(e))),
                 Poll::Pending => {}
             }
+
+            let body_pos = udp_sockets.read_buf.end();
+            match Self::poll_udp_recv(
+                &udp_sockets.rtp,
+                cx,
+                &mut udp_sockets.read_buf,
+                conn_ctx,
+                stream_ctx,
+            ) {
+                Poll::Ready(Ok(n)) => {
+                    udp_sockets.read_buf.advance_end(usize::from(n));
+                    udp_sockets
+                        .read_buf
+                        .advance_unparsed(udp_sockets.read_buf.end());
+                    let received = Instant::now();
+                    let pkt_ctx = crate::PacketContext(crate::PacketContextInner::Udp {
+                        received,
+                        received_wall: crate::WallTime::now(),
+                    });
+                    let split = udp_sockets.read_buf.split(body_pos, usize::from(n));
+                    let seq = rtp_sequence_number(split);
+                    match seq {
+                        // In order with nothing held (the common case): straight on, no copy.
+                        Some(seq) if udp_sockets.reorder.pass(seq) => {}
+                        Some(seq) => {
+                            let data = Bytes::from(split.to_owned());
+                            let (pushed, flushed) =
+                                udp_sockets.reorder.push(seq, received, (data, pkt_ctx));
+                            udp_sockets.released.extend(flushed);
+                            if let Some(c) = counters {
+                                match pushed {
+                                    reorder::Pushed::Held => {}
+                                    reorder::Pushed::Reordered => RtpCounters::add(&c.reordered, 1),
+                                    reorder::Pushed::Late => RtpCounters::add(&c.late, 1),
+                                    reorder::Pushed::Duplicate => {
+                                        RtpCounters::add(&c.duplicates, 1)
+                                    }
+                                }
+                            }
+                            while let Some(p) = udp_sockets.reorder.pop(received) {
+                                udp_sockets.released.push_back(p);
+                            }
+                            continue;
+                        }
+                        // Not RTP at all: validation reports it.
+                        None => {}
+                    }
+                    return Poll::Ready(Some(Ok(StreamItem {
+                        pkt_ctx,
+                        stream_i: i,
+                        channel_type: ChannelType::Rtp,
+                        body_pos,
+                        body_len: n,
+                    })));
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Some(Err(e))),
+                Poll::Pending => {}
+            }
+
+            // Nothing new: give up on a gap once its deadline passes.
+            match udp_sockets.reorder.deadline() {
+                Some(deadline) => {
+                    let at = tokio::time::Instant::from_std(deadline);
+                    let timer = udp_sockets
+                        .reorder_timer
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
+                    if timer.deadline() != at {
+                        timer.as_mut().reset(at);
+                    }
+                    if timer.as_mut().poll(cx).is_ready() {
+                        let now = Instant::now().max(deadline);
+                        while let Some(p) = udp_sockets.reorder.pop(now) {
+                            udp_sockets.released.push_back(p);
+                        }
+                        continue;
+                    }
+                }
+                None => udp_sockets.reorder_timer = None,
+            }
+            return Poll::Pending;
         }
-        Poll::Pending
     }
 
     /// Polls all UDP streams, round-robining between them to avoid starvation.
@@ -2527,8 +2761,24 @@ impl Session<Playing> {
                     &header,
                 )?
                 else {
+                    // Skipped: an out-of-order UDP packet (or payload type 50).
+                    if let (Some(c), Some(_)) = (&inner.options.counters, &udp_sockets) {
+                        RtpCounters::add(&c.late, 1);
+                    }
                     return Ok(None);
                 };
+                if let Some(c) = &inner.options.counters {
+                    RtpCounters::add(&c.received, 1);
+                    RtpCounters::add(&c.lost, u64::from(meta.loss));
+                }
+                if let Some(s) = udp_sockets {
+                    s.reception.rtp(
+                        header.ssrc(),
+                        header.sequence_number(),
+                        header.timestamp(),
+                        item.pkt_ctx.received(),
+                    );
+                }
                 Ok(Some(ValidatedItem::Rtp(ValidatedRtp {
                     meta,
                     body_pos: item.body_pos,
@@ -2547,6 +2797,13 @@ impl Session<Playing> {
                         .inner
                         .body_bytes(item.body_pos, u32::from(item.body_len)),
                 };
+                if let Some(s) = udp_sockets
+                    && let Ok(pkt) = crate::rtcp::ReceivedCompoundPacket::validate(&body[..])
+                    && let Ok(Some(sr)) = pkt.as_sender_report()
+                {
+                    s.reception
+                        .sender_report(sr.ntp_timestamp().0, item.pkt_ctx.received());
+                }
                 match rtp_handler.rtcp(
                     inner.options,
                     stream_ctx,
@@ -2857,25 +3114,32 @@ impl futures::Stream for Demuxed {
                                 } => &udp_sockets.read_buf,
                                 _ => inner.conn.as_ref().unwrap().inner.read_buf(),
                             };
-                            depacketizer
-                                .push(&crate::buf::PacketRef::new(
-                                    rtp.meta,
-                                    buf,
-                                    payload_pos,
-                                    payload_len,
-                                ))
-                                .map_err(|description| {
-                                    let conn_ctx = *inner.conn.as_ref().unwrap().inner.ctx();
-                                    wrap!(ErrorInt::RtpPacketError {
-                                        conn_ctx,
-                                        stream_ctx: stream.ctx().unwrap().to_owned(),
-                                        pkt_ctx: rtp.meta.ctx,
-                                        stream_id,
-                                        ssrc: rtp.meta.ssrc,
-                                        sequence_number: rtp.meta.sequence_number,
-                                        description,
-                                    })
-                                })?;
+                            let pushed = depacketizer.push(&crate::buf::PacketRef::new(
+                                rtp.meta,
+                                buf,
+                                payload_pos,
+                                payload_len,
+                            ));
+                            if let Err(description) = pushed {
+                                // moment's patch: with counters, a packet the depacketizer
+                                // cannot use (loss inside a fragmented NAL, a session joined
+                                // mid-frame) costs its access unit, not the session.
+                                if let Some(c) = &inner.options.counters {
+                                    RtpCounters::add(&c.damaged, 1);
+                                    debug!("damaged access unit dropped: {description}");
+                                    continue;
+                                }
+                                let conn_ctx = *inner.conn.as_ref().unwrap().inner.ctx();
+                                return Poll::Ready(Some(Err(wrap!(ErrorInt::RtpPacketError {
+                                    conn_ctx,
+                                    stream_ctx: stream.ctx().unwrap().to_owned(),
+                                    pkt_ctx: rtp.meta.ctx,
+                                    stream_id,
+                                    ssrc: rtp.meta.ssrc,
+                                    sequence_number: rtp.meta.sequence_number,
+                                    description,
+                                }))));
+                            }
                             stream_id
                         }
                         Some(Ok(ValidatedItem::Rtcp(pkt))) => {
@@ -2926,6 +3190,13 @@ impl futures::Stream for Demuxed {
                     continue;
                 }
                 Some(Err(e)) => {
+                    // moment's patch: as for `push` above.
+                    if let Some(c) = &inner.options.counters {
+                        RtpCounters::add(&c.damaged, 1);
+                        debug!("damaged access unit dropped: {}", e.description);
+                        self.state = DemuxedState::Pulling(stream_id);
+                        continue;
+                    }
                     let conn_ctx = *conn_ctx;
                     let stream_ctx = *stream_ctx;
                     self.state = DemuxedState::Fused;

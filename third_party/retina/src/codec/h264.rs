@@ -629,15 +629,16 @@ impl Depacketizer {
                         }
                     }
                     (false, None) => {
-                        if loss > 0 {
-                            self.discard_au();
-                            self.input_state = DepacketizerInputState::Loss {
-                                timestamp,
-                                pkts: loss,
-                            };
-                            return Ok(());
-                        }
-                        return Err("FU-A has start bit unset while no frag in progress".into());
+                        // moment's patch: a middle or end fragment without its start is what
+                        // a lost packet (or a session joined mid-NAL, where no loss can be
+                        // counted) leaves; it is loss, not a protocol error.
+                        log::debug!("FU-A has start bit unset while no frag in progress; as loss");
+                        self.discard_au();
+                        self.input_state = DepacketizerInputState::Loss {
+                            timestamp,
+                            pkts: loss.max(1),
+                        };
+                        return Ok(());
                     }
                 }
             }
