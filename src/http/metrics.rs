@@ -596,6 +596,44 @@ fn render_streams(x: &mut Exposition, streams: &[StreamView]) {
         |s| s.camera.as_ref().map(|c| c.reconnects),
     );
 
+    let mut rtp = Family::new(
+        "moment_camera_rtp_packets_total",
+        Counter,
+        "RTP packets from cameras, by outcome: received (in order), lost, reordered (put back in place), late and duplicate (dropped), damaged (in an access unit that was dropped).",
+    );
+    for s in streams {
+        if let Some(c) = &s.camera {
+            let r = &c.rtp;
+            for (kind, n) in [
+                ("received", r.received),
+                ("lost", r.lost),
+                ("reordered", r.reordered),
+                ("late", r.late),
+                ("duplicate", r.duplicates),
+                ("damaged", r.damaged),
+            ] {
+                rtp.sample(&[("stream", &s.name), ("kind", kind)], n);
+            }
+        }
+    }
+    x.add(rtp);
+    per_stream(
+        x,
+        streams,
+        "moment_camera_receiver_reports_total",
+        Counter,
+        "RTCP receiver reports sent to UDP cameras.",
+        |s| s.camera.as_ref().map(|c| c.rtp.receiver_reports),
+    );
+    per_stream(
+        x,
+        streams,
+        "moment_camera_frames_dropped_after_loss_total",
+        Counter,
+        "Video frames dropped after RTP loss until the next keyframe (the session goes on).",
+        |s| s.camera.as_ref().map(|c| c.rtp.frames_dropped_after_loss),
+    );
+
     let mut depth = Family::new(
         "moment_transcoder_queue_frames",
         Gauge,

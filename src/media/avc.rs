@@ -19,6 +19,10 @@ pub struct Sps {
     pub width: u32,
     /// Displayed height in pixels, after cropping.
     pub height: u32,
+    /// How many frames may precede a frame in decode order and follow it in display order
+    /// (`max_num_reorder_frames` of the VUI's bitstream restriction), when the SPS says.
+    /// 0 means no B-frame reordering; `None` means the SPS does not say.
+    pub max_num_reorder_frames: Option<u32>,
 }
 
 impl Sps {
@@ -128,14 +132,94 @@ impl Sps {
                 detail: "picture size or cropping out of range",
             });
         }
+        // The VUI is optional and often malformed in cheap cameras: what it says about
+        // reordering is used when it parses, and the SPS is good without it.
+        let vui_present = r.bit().unwrap_or(false);
+        let max_num_reorder_frames = if vui_present {
+            vui_max_num_reorder_frames(&mut r).ok().flatten()
+        } else {
+            None
+        };
         Ok(Sps {
             profile_idc,
             constraint_flags,
             level_idc,
             width: (full_w - crop_w) as u32,
             height: (full_h - crop_h) as u32,
+            max_num_reorder_frames,
         })
     }
+}
+
+/// Reads `vui_parameters()` (H.264 E.1.1) up to the bitstream restriction's
+/// `max_num_reorder_frames`; `None` when the VUI has no bitstream restriction.
+fn vui_max_num_reorder_frames(r: &mut BitReader<'_>) -> Result<Option<u32>, MediaError> {
+    const EXTENDED_SAR: u32 = 255;
+    // aspect_ratio_info_present_flag, then aspect_ratio_idc (and an explicit SAR).
+    if r.bit()? && r.bits(8)? == EXTENDED_SAR {
+        r.bits(16)?;
+        r.bits(16)?;
+    }
+    if r.bit()? {
+        let _overscan_appropriate = r.bit()?;
+    }
+    if r.bit()? {
+        let _video_format = r.bits(3)?;
+        let _full_range = r.bit()?;
+        if r.bit()? {
+            let _primaries_transfer_matrix = r.bits(24)?;
+        }
+    }
+    if r.bit()? {
+        let _chroma_loc_top = r.ue()?;
+        let _chroma_loc_bottom = r.ue()?;
+    }
+    if r.bit()? {
+        let _num_units_in_tick = r.bits(32)?;
+        let _time_scale = r.bits(32)?;
+        let _fixed_frame_rate = r.bit()?;
+    }
+    let nal_hrd = r.bit()?;
+    if nal_hrd {
+        skip_hrd_parameters(r)?;
+    }
+    let vcl_hrd = r.bit()?;
+    if vcl_hrd {
+        skip_hrd_parameters(r)?;
+    }
+    if nal_hrd || vcl_hrd {
+        let _low_delay_hrd = r.bit()?;
+    }
+    let _pic_struct_present = r.bit()?;
+    if !r.bit()? {
+        return Ok(None);
+    }
+    let _motion_vectors_over_pic_boundaries = r.bit()?;
+    let _max_bytes_per_pic_denom = r.ue()?;
+    let _max_bits_per_mb_denom = r.ue()?;
+    let _log2_max_mv_length_horizontal = r.ue()?;
+    let _log2_max_mv_length_vertical = r.ue()?;
+    Ok(Some(r.ue()?))
+}
+
+/// Skips `hrd_parameters()` (H.264 E.1.2).
+fn skip_hrd_parameters(r: &mut BitReader<'_>) -> Result<(), MediaError> {
+    let cpb_cnt = r.ue()? + 1;
+    if cpb_cnt > 32 {
+        return Err(MediaError::Invalid {
+            what: "H.264 SPS",
+            detail: "cpb_cnt_minus1 > 31",
+        });
+    }
+    let _bit_rate_scale = r.bits(4)?;
+    let _cpb_size_scale = r.bits(4)?;
+    for _ in 0..cpb_cnt {
+        let _bit_rate_value = r.ue()?;
+        let _cpb_size_value = r.ue()?;
+        let _cbr = r.bit()?;
+    }
+    let _delays_and_lengths = r.bits(20)?;
+    Ok(())
 }
 
 fn skip_scaling_list(r: &mut BitReader<'_>, size: usize) -> Result<(), MediaError> {
@@ -314,6 +398,42 @@ mod tests {
         0x67, 0x42, 0xc0, 0x1e, 0xd9, 0x00, 0xa0, 0x2f, 0xf9, 0x70, 0x11, 0x00, 0x00, 0x03, 0x00,
         0x01, 0x00, 0x00, 0x03, 0x00, 0x32, 0x0f, 0x16, 0x2e, 0x48,
     ];
+
+    fn hex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn vui_bitstream_restriction_gives_the_reorder_depth() {
+        // x264 high 320x240, `-bf 0` and `-bf 2` (b-pyramid): num_reorder_frames 0 and 2.
+        let no_b = hex("6764000dacb20283f60220000003002000000641e28549");
+        let two_b = hex("6764000dacd94141fb011000000300100000030320f1429960");
+        let a = Sps::parse(&no_b).unwrap();
+        let b = Sps::parse(&two_b).unwrap();
+        assert_eq!(
+            (a.width, a.height, a.max_num_reorder_frames),
+            (320, 240, Some(0))
+        );
+        assert_eq!(
+            (b.width, b.height, b.max_num_reorder_frames),
+            (320, 240, Some(2))
+        );
+        // x264 writes the restriction for baseline too.
+        assert_eq!(
+            Sps::parse(DEMO_SPS_640X360).unwrap().max_num_reorder_frames,
+            Some(0)
+        );
+        // A VUI cut short still gives the picture size.
+        let cut = &two_b[..two_b.len() - 4];
+        let c = Sps::parse(cut).unwrap();
+        assert_eq!(
+            (c.width, c.height, c.max_num_reorder_frames),
+            (320, 240, None)
+        );
+    }
 
     #[test]
     fn sps_with_cropping_and_emulation_prevention() {

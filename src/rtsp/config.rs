@@ -6,16 +6,20 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RtpTransport {
-    /// Interleaved in the RTSP TCP connection (default; passes firewalls and NAT).
+    /// Interleaved TCP first; UDP when the camera refuses it (461 Unsupported transport, or
+    /// any refused SETUP). The default. What worked is tried first on reconnects.
     #[default]
+    Auto,
+    /// Interleaved in the RTSP TCP connection (passes firewalls and NAT).
     Tcp,
-    /// RTP/RTCP on UDP port pairs (LAN only: no reorder buffer).
+    /// RTP/RTCP on UDP port pairs, with a reorder buffer and RTCP receiver reports.
     Udp,
 }
 
 impl std::fmt::Display for RtpTransport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
+            RtpTransport::Auto => "auto",
             RtpTransport::Tcp => "tcp",
             RtpTransport::Udp => "udp",
         })
@@ -31,9 +35,17 @@ pub struct CameraConfig {
     /// `rtsp://[user:pass@]host[:port]/path`; credentials are taken out of the URL and sent
     /// only when the camera asks (basic or digest), never logged.
     pub url: String,
-    /// Default `tcp`.
+    /// `auto` (default), `tcp` or `udp`.
     #[serde(default)]
     pub transport: RtpTransport,
+    /// UDP: packets held behind a missing one so that reordered packets are put back in
+    /// place (0 turns reordering off). Default 64.
+    #[serde(default = "defaults::reorder_packets")]
+    pub reorder_packets: usize,
+    /// UDP: the longest a packet waits for a missing one before it is given up as lost, ms.
+    /// Default 100.
+    #[serde(default = "defaults::reorder_ms")]
+    pub reorder_ms: u64,
     /// Default false: connect at start and stay connected. True: connect only while the
     /// stream has players.
     #[serde(default)]
@@ -58,6 +70,12 @@ pub struct CameraConfig {
 }
 
 pub(crate) mod defaults {
+    pub fn reorder_packets() -> usize {
+        64
+    }
+    pub fn reorder_ms() -> u64 {
+        100
+    }
     pub fn linger_s() -> f64 {
         10.0
     }
@@ -82,6 +100,8 @@ impl CameraConfig {
             name: name.to_owned(),
             url: url.to_owned(),
             transport: RtpTransport::default(),
+            reorder_packets: defaults::reorder_packets(),
+            reorder_ms: defaults::reorder_ms(),
             on_demand: false,
             linger_s: defaults::linger_s(),
             stall_timeout_s: defaults::stall_timeout_s(),
@@ -114,6 +134,18 @@ impl CameraConfig {
             if !(v.is_finite() && (min..=86_400.0).contains(&v)) {
                 return Err(format!("{c}: {key} = {v} is outside {min}..=86400"));
             }
+        }
+        if self.reorder_packets > 1024 {
+            return Err(format!(
+                "{c}: reorder_packets = {} is above 1024",
+                self.reorder_packets
+            ));
+        }
+        if self.reorder_ms > 2000 {
+            return Err(format!(
+                "{c}: reorder_ms = {} is above 2000",
+                self.reorder_ms
+            ));
         }
         if self.backoff_min_s > self.backoff_max_s {
             return Err(format!(

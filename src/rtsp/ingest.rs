@@ -9,6 +9,8 @@
 
 use bytes::Bytes;
 
+use super::dts::DecodeTimes;
+
 use crate::media::{
     self, AudioSpecificConfig, AvcDecoderConfig, Frame, MediaError, MediaKind, StreamMetadata,
 };
@@ -32,6 +34,9 @@ pub struct VideoUnit {
     pub elapsed_ms: i64,
     pub keyframe: bool,
     pub disposable: bool,
+    /// Packets were lost (or damaged) since the previous video unit: this one may reference
+    /// what is missing, so video waits for the next keyframe.
+    pub after_loss: bool,
     pub data: Bytes,
     /// The avcC record, when this unit brought new parameters (the session reports it on
     /// change; repeating an unchanged one is harmless).
@@ -100,8 +105,12 @@ pub enum IngestError {
 pub struct IngestStats {
     pub frames_out: u64,
     pub bytes_out: u64,
-    /// Video frames dropped while waiting for a keyframe (session start, after a loss).
+    /// Video frames dropped while waiting for a session's first keyframe.
     pub dropped_wait_key: u64,
+    /// Video frames dropped after RTP loss, until the next keyframe (the session lives on).
+    pub dropped_after_loss: u64,
+    /// Times video restarted at a keyframe after a loss.
+    pub loss_recoveries: u64,
     /// Frames dropped because the stream's page budget was full.
     pub dropped_budget: u64,
     /// Audio frames of a kind that was not set up (should not happen; counted, not fatal).
@@ -116,7 +125,14 @@ struct Session {
     asc: Option<Bytes>,
     /// Video is held back (dropped) until a keyframe: at the start and after a loss.
     wait_key: bool,
+    /// Why: false at the start (or after the page budget), true after RTP loss.
+    waiting_after_loss: bool,
     keyframes: u64,
+    /// Decode times from presentation times (B-frames).
+    dts: DecodeTimes,
+    /// New parameters arrived: `onMetaData` and the sequence header go out with the next
+    /// keyframe.
+    header_due: bool,
 }
 
 /// See the module docs.
@@ -158,7 +174,11 @@ impl Ingest {
         w: &mut StreamWriter,
         out: &mut Vec<Frame>,
     ) -> Result<(), IngestError> {
-        let base = self.last_ts.map_or(0, |t| t.wrapping_add(SESSION_GAP_MS));
+        // The first session starts one gap in too, so that B-frame decode times a few ms
+        // before a session's first presentation time never wrap below zero.
+        let base = self
+            .last_ts
+            .map_or(SESSION_GAP_MS, |t| t.wrapping_add(SESSION_GAP_MS));
         let asc = match &info.audio {
             AudioHandling::Aac { asc } => {
                 let parsed = AudioSpecificConfig::parse(asc).map_err(IngestError::AudioConfig)?;
@@ -181,16 +201,21 @@ impl Ingest {
             avcc: None,
             asc: asc.clone(),
             wait_key: true,
+            waiting_after_loss: false,
             keyframes: 0,
+            dts: DecodeTimes::default(),
+            header_due: false,
         });
         if let Some(avcc) = &info.video_params {
             self.set_video_params(avcc)?;
         }
-        self.emit_metadata(base, w, out);
+        // Headers a little before `base`: B-frame decode times may start just before it.
+        let header_ts = self.timestamp(base, -i64::from(SESSION_GAP_MS / 2));
+        self.emit_metadata(header_ts, w, out);
         if let Some(avcc) = self.session.as_ref().and_then(|s| s.avcc.clone()) {
             self.emit(
                 MediaKind::Video,
-                base,
+                header_ts,
                 media::avc_sequence_header(w, &avcc),
                 out,
             );
@@ -198,7 +223,7 @@ impl Ingest {
         if let Some(asc) = asc {
             self.emit(
                 MediaKind::Audio,
-                base,
+                header_ts,
                 media::aac_sequence_header(w, &asc),
                 out,
             );
@@ -234,13 +259,12 @@ impl Ingest {
         let base = s.base;
         match unit {
             Unit::Video(v) => {
-                let ts = self.timestamp(base, v.elapsed_ms);
                 if let Some(p) = &v.params {
                     if self.set_video_params(p)? {
                         tracing::info!(camera = %self.name, width = ?self.metadata.width, height = ?self.metadata.height, "camera video parameters changed");
-                        self.emit_metadata(ts, w, out);
-                        self.emit(MediaKind::Video, ts, media::avc_sequence_header(w, p), out);
                         if let Some(s) = &mut self.session {
+                            // Sent with the next keyframe, at its decode time.
+                            s.header_due = true;
                             s.wait_key = true;
                         }
                     }
@@ -248,15 +272,41 @@ impl Ingest {
                 let Some(s) = &mut self.session else {
                     return Err(IngestError::NoSession);
                 };
+                if v.after_loss && !v.keyframe && !s.wait_key {
+                    s.wait_key = true;
+                    s.waiting_after_loss = true;
+                }
                 if s.avcc.is_none() || (s.wait_key && !v.keyframe) {
-                    self.stats.dropped_wait_key += 1;
+                    if s.waiting_after_loss {
+                        self.stats.dropped_after_loss += 1;
+                    } else {
+                        self.stats.dropped_wait_key += 1;
+                    }
                     return Ok(());
                 }
+                if s.wait_key {
+                    // A new run of decodable frames: earlier presentation times are no use.
+                    s.dts.restart();
+                    if s.waiting_after_loss {
+                        self.stats.loss_recoveries += 1;
+                    }
+                }
                 s.wait_key = false;
+                s.waiting_after_loss = false;
                 if v.keyframe {
                     s.keyframes += 1;
                 }
-                let body = media::video_body(w, v.keyframe, 0, &v.data);
+                let times = s.dts.next(v.elapsed_ms);
+                let header = std::mem::take(&mut s.header_due)
+                    .then(|| s.avcc.clone())
+                    .flatten();
+                let ts = self.timestamp(base, times.dts);
+                if let Some(avcc) = header {
+                    self.emit_metadata(ts, w, out);
+                    let seq = media::avc_sequence_header(w, &avcc);
+                    self.emit(MediaKind::Video, ts, seq, out);
+                }
+                let body = media::video_body(w, v.keyframe, times.cts(), &v.data);
                 if !self.emit(MediaKind::Video, ts, body, out) {
                     if let Some(s) = &mut self.session {
                         s.wait_key = true;
@@ -286,6 +336,13 @@ impl Ingest {
             return Err(IngestError::LengthSize(config.length_size));
         }
         let sps = config.parsed_sps().map_err(IngestError::VideoParams)?;
+        // Baseline (66) and constrained profiles have no B-frames whatever the VUI says.
+        let depth = if sps.profile_idc == 66 {
+            Some(0)
+        } else {
+            sps.max_num_reorder_frames
+        };
+        s.dts.set_depth(depth);
         s.avcc = Some(avcc.clone());
         self.metadata.width = Some(sps.width);
         self.metadata.height = Some(sps.height);
@@ -294,9 +351,15 @@ impl Ingest {
     }
 
     fn timestamp(&mut self, base: u32, elapsed_ms: i64) -> u32 {
-        // Elapsed time before the session's start (reordered packets) is pinned to its start;
-        // the hub's per-player rebaser clamps the small steps back between tracks.
-        let ts = base.wrapping_add(elapsed_ms.clamp(0, i64::from(u32::MAX)) as u32);
+        // Elapsed time before the session's start (B-frame decode times, reordered packets)
+        // may reach back up to half the session gap; earlier is pinned there. The hub's
+        // per-player rebaser clamps the small steps back between tracks.
+        let back = i64::from(SESSION_GAP_MS / 2);
+        let ts = if elapsed_ms < 0 {
+            base.wrapping_sub(elapsed_ms.unsigned_abs().min(back as u64) as u32)
+        } else {
+            base.wrapping_add(elapsed_ms.min(i64::from(u32::MAX)) as u32)
+        };
         let later = match self.last_ts {
             None => true,
             Some(last) => (ts.wrapping_sub(last) as i32) > 0,

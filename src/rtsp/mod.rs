@@ -2,6 +2,7 @@
 //! `live/<name>` by a supervisor that reconnects forever with capped exponential backoff.
 //!
 //! - [`config`]: the `[[camera]]` keys.
+//! - [`dts`]: decode timestamps for B-frame cameras (RTP carries presentation times only).
 //! - [`ingest`]: the sans-IO core, session units in, FLV-body [`Frame`](crate::media::Frame)s
 //!   out, one timeline across sessions.
 //! - [`backoff`]: reconnect delays (pure arithmetic).
@@ -14,6 +15,7 @@
 
 pub mod backoff;
 pub mod config;
+pub mod dts;
 pub mod ingest;
 pub mod retina_session;
 pub mod supervisor;
@@ -23,7 +25,7 @@ pub use config::{CameraConfig, RtpTransport};
 pub use ingest::{AudioHandling, Ingest, IngestError, IngestStats, SessionInfo, Unit};
 pub use retina_session::RetinaOpener;
 pub use supervisor::{
-    Camera, CameraSession, CameraState, CameraStatus, Opener, RtspError, SharedStatus,
+    Camera, CameraSession, CameraState, CameraStatus, Opener, RtpStats, RtspError, SharedStatus,
 };
 
 use std::sync::{Arc, Mutex};
@@ -65,6 +67,8 @@ impl crate::status::CameraReports for Cameras {
                     connected: c.connected,
                     last_error: c.last_error,
                     reconnects: c.reconnects,
+                    transport: c.transport_in_use.map(|t| t.to_string()),
+                    rtp: c.rtp,
                 };
                 (c.name, report)
             })

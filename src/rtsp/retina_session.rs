@@ -1,26 +1,50 @@
 //! The socket glue: an [`Opener`] over retina. DESCRIBE with the URL's credentials, SETUP of
-//! the first H.264 track and of AAC audio when there is some (over interleaved TCP or UDP),
-//! PLAY, then retina's depacketizer in `FrameFormat::MP4` (AVCC video with the avcC record out
-//! of band, raw AAC). Everything here is translation; decisions are in the supervisor.
+//! the first H.264 track and of AAC audio when there is some (over interleaved TCP or UDP, or
+//! `auto`: TCP, then UDP if the camera refuses it), PLAY, then retina's depacketizer in
+//! `FrameFormat::MP4` (AVCC video with the avcC record out of band, raw AAC).
+//!
+//! retina is moment's patched copy (`third_party/retina`, see its PATCH.md): over UDP it puts
+//! reordered packets back in place, sends RTCP receiver reports and keeps the session alive the
+//! way VLC expects, and a damaged access unit costs that unit, not the session. What it counts
+//! comes back through one [`RtpCounters`] per camera.
+//!
+//! Everything here is translation; decisions are in the supervisor and the ingest core.
 
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
 use retina::client::{
-    Credentials, Demuxed, InitialTimestampPolicy, PlayOptions, SessionGroup, SessionOptions,
-    SetupOptions, TcpTransportOptions, TeardownPolicy, Transport, UdpTransportOptions,
+    Credentials, Demuxed, InitialTimestampPolicy, PlayOptions, RtpCounters, SessionGroup,
+    SessionOptions, SetupOptions, TcpTransportOptions, TeardownPolicy, Transport,
+    UdpTransportOptions,
 };
 use retina::codec::{CodecItem, FrameFormat, ParametersRef};
 use tracing::{debug, info, warn};
 
 use super::config::{CameraConfig, RtpTransport};
 use super::ingest::{AudioHandling, AudioUnit, SessionInfo, Unit, VideoUnit};
-use super::supervisor::{CameraSession, Opener, RtspError};
+use super::supervisor::{CameraSession, Opener, RtpStats, RtspError};
 
 /// How long a clean shutdown waits for the TEARDOWN answer.
 const TEARDOWN_WAIT: Duration = Duration::from_secs(2);
+
+/// A track's timestamps moving this far forward between two frames (or back, beyond B-frame
+/// reordering) is a camera restart inside the session: the session is reopened at once, and
+/// players' timestamps continue as across any reconnect.
+const MAX_FORWARD_JUMP_MS: i64 = 5_000;
+const MAX_BACKWARD_JUMP_MS: i64 = 1_000;
+
+/// RTCP packet type of a BYE (RFC 3550 §6.6).
+const RTCP_BYE: u8 = 203;
+
+/// After a BYE, how long RTP may still come before the session counts as ended. Servers that
+/// loop a file (VLC) send a BYE at each loop and go on with the same source; a camera that
+/// really leaves sends nothing more, and is reopened this soon instead of after the stall
+/// timeout.
+const BYE_GRACE: Duration = Duration::from_secs(2);
 
 /// Opens retina sessions to one camera. All its sessions share one retina [`SessionGroup`],
 /// which tracks sessions dropped without a confirmed TEARDOWN (UDP, buggy live555 servers)
@@ -32,6 +56,10 @@ pub struct RetinaOpener {
     url: url::Url,
     creds: Option<Credentials>,
     transport: RtpTransport,
+    /// `auto`: the transport that last worked (tried first), as [`TransportKind`] bits.
+    preferred: AtomicU8,
+    udp: UdpTransportOptions,
+    counters: Arc<RtpCounters>,
     group: Arc<SessionGroup>,
     /// The last track list logged, so it is logged once, not per reconnect.
     logged_tracks: Mutex<String>,
@@ -55,6 +83,12 @@ impl RetinaOpener {
             url,
             creds,
             transport: config.transport,
+            preferred: AtomicU8::new(TransportKind::Tcp as u8),
+            udp: UdpTransportOptions::default().reorder(
+                config.reorder_packets,
+                Duration::from_millis(config.reorder_ms),
+            ),
+            counters: Arc::new(RtpCounters::default()),
             group: Arc::new(SessionGroup::default().named(config.name.clone())),
             logged_tracks: Mutex::new(String::new()),
             transcode_audio,
@@ -68,6 +102,30 @@ fn percent_decode(s: &str) -> String {
         .into_owned()
 }
 
+/// The transport of one attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum TransportKind {
+    Tcp = 0,
+    Udp = 1,
+}
+
+impl TransportKind {
+    fn config(self) -> RtpTransport {
+        match self {
+            TransportKind::Tcp => RtpTransport::Tcp,
+            TransportKind::Udp => RtpTransport::Udp,
+        }
+    }
+
+    fn other(self) -> TransportKind {
+        match self {
+            TransportKind::Tcp => TransportKind::Udp,
+            TransportKind::Udp => TransportKind::Tcp,
+        }
+    }
+}
+
 /// A playing retina session.
 pub struct RetinaSession {
     demuxed: std::pin::Pin<Box<Demuxed>>,
@@ -75,6 +133,21 @@ pub struct RetinaSession {
     group: Arc<SessionGroup>,
     video_stream: Option<usize>,
     sent_params: bool,
+    transport: RtpTransport,
+    counters: Arc<RtpCounters>,
+    /// `lost + damaged` as of the last video frame: a rise means the next one may be broken.
+    loss_mark: u64,
+    /// Last elapsed ms per track (video, audio), to tell a timestamp jump.
+    last_elapsed: [Option<i64>; 2],
+    /// When the last RTCP BYE came, if no frame came after it.
+    bye_at: Option<tokio::time::Instant>,
+}
+
+/// An attempt that failed; `at_setup` when the camera refused the transport (SETUP), which
+/// `auto` answers with the other one.
+struct Failed {
+    error: RtspError,
+    at_setup: bool,
 }
 
 impl Opener for RetinaOpener {
@@ -85,6 +158,38 @@ impl Opener for RetinaOpener {
         if stale.num_sessions > 0 {
             debug!(camera = %self.name, stale = stale.num_sessions, "earlier sessions still being torn down");
         }
+        let first = match self.transport {
+            RtpTransport::Tcp => TransportKind::Tcp,
+            RtpTransport::Udp => TransportKind::Udp,
+            RtpTransport::Auto => match self.preferred.load(Ordering::Relaxed) {
+                1 => TransportKind::Udp,
+                _ => TransportKind::Tcp,
+            },
+        };
+        match self.attempt(first).await {
+            Ok(s) => Ok(s),
+            Err(Failed {
+                error,
+                at_setup: true,
+            }) if self.transport == RtpTransport::Auto => {
+                let next = first.other();
+                info!(camera = %self.name, refused = %first.config(), error = %error, trying = %next.config(), "camera refused the transport; trying the other one");
+                let s = self.attempt(next).await.map_err(|f| f.error)?;
+                self.preferred.store(next as u8, Ordering::Relaxed);
+                Ok(s)
+            }
+            Err(f) => Err(f.error),
+        }
+    }
+}
+
+impl RetinaOpener {
+    /// DESCRIBE, SETUP and PLAY over one transport.
+    async fn attempt(&self, kind: TransportKind) -> Result<RetinaSession, Failed> {
+        let fail = |error: RtspError| Failed {
+            error,
+            at_setup: false,
+        };
         let open = |stage: &'static str| {
             move |e: retina::Error| RtspError::Open {
                 stage,
@@ -95,10 +200,12 @@ impl Opener for RetinaOpener {
             .creds(self.creds.clone())
             .session_group(self.group.clone())
             .teardown(TeardownPolicy::Auto)
+            .rtp_counters(self.counters.clone())
             .user_agent(format!("moment/{}", env!("CARGO_PKG_VERSION")));
         let mut session = retina::client::Session::describe(self.url.clone(), options)
             .await
-            .map_err(open("DESCRIBE"))?;
+            .map_err(open("DESCRIBE"))
+            .map_err(fail)?;
 
         let mut video = None;
         let mut audio = None;
@@ -163,11 +270,11 @@ impl Opener for RetinaOpener {
             }
         }
         if video.is_none() && audio.is_none() {
-            return Err(RtspError::NoUsableTrack { tracks });
+            return Err(fail(RtspError::NoUsableTrack { tracks }));
         }
-        let transport = match self.transport {
-            RtpTransport::Tcp => Transport::Tcp(TcpTransportOptions::default()),
-            RtpTransport::Udp => Transport::Udp(UdpTransportOptions::default()),
+        let transport = match kind {
+            TransportKind::Tcp => Transport::Tcp(TcpTransportOptions::default()),
+            TransportKind::Udp => Transport::Udp(self.udp.clone()),
         };
         for i in video.iter().map(|v| v.0).chain(audio) {
             session
@@ -178,13 +285,17 @@ impl Opener for RetinaOpener {
                         .frame_format(FrameFormat::MP4),
                 )
                 .await
-                .map_err(open("SETUP"))?;
+                .map_err(|e| Failed {
+                    error: open("SETUP")(e),
+                    at_setup: true,
+                })?;
         }
         let playing = session
             .play(PlayOptions::default().initial_timestamp(InitialTimestampPolicy::Permissive))
             .await
-            .map_err(open("PLAY"))?;
-        let demuxed = playing.demuxed().map_err(open("PLAY"))?;
+            .map_err(open("PLAY"))
+            .map_err(fail)?;
+        let demuxed = playing.demuxed().map_err(open("PLAY")).map_err(fail)?;
         Ok(RetinaSession {
             demuxed: Box::pin(demuxed),
             info: SessionInfo {
@@ -195,7 +306,38 @@ impl Opener for RetinaOpener {
             group: self.group.clone(),
             video_stream: video.map(|v| v.0),
             sent_params: false,
+            transport: kind.config(),
+            loss_mark: self.loss_count(),
+            counters: self.counters.clone(),
+            last_elapsed: [None, None],
+            bye_at: None,
         })
+    }
+
+    fn loss_count(&self) -> u64 {
+        loss_count(&self.counters)
+    }
+}
+
+fn loss_count(c: &RtpCounters) -> u64 {
+    c.lost.load(Ordering::Relaxed) + c.damaged.load(Ordering::Relaxed)
+}
+
+impl RetinaSession {
+    /// Checks a track's new elapsed time against its last one.
+    fn check_jump(&mut self, track: usize, elapsed_ms: i64) -> Result<(), RtspError> {
+        if let Some(last) = self.last_elapsed[track] {
+            let step = elapsed_ms - last;
+            if !(-MAX_BACKWARD_JUMP_MS..=MAX_FORWARD_JUMP_MS).contains(&step) {
+                return Err(RtspError::TimestampJump {
+                    track: ["video", "audio"][track],
+                    from_ms: last,
+                    to_ms: elapsed_ms,
+                });
+            }
+        }
+        self.last_elapsed[track] = Some(elapsed_ms);
+        Ok(())
     }
 }
 
@@ -219,7 +361,16 @@ impl CameraSession for RetinaSession {
 
     async fn next_unit(&mut self) -> Result<Option<Unit>, RtspError> {
         loop {
-            let item = match self.demuxed.next().await {
+            let next = match self.bye_at {
+                None => self.demuxed.next().await,
+                Some(at) => {
+                    match tokio::time::timeout_at(at + BYE_GRACE, self.demuxed.next()).await {
+                        Ok(next) => next,
+                        Err(_) => return Err(RtspError::Bye),
+                    }
+                }
+            };
+            let item = match next {
                 None => return Ok(None),
                 Some(Err(e)) => return Err(RtspError::Session(one_line(&e))),
                 Some(Ok(item)) => item,
@@ -237,26 +388,54 @@ impl CameraSession for RetinaSession {
                     } else {
                         None
                     };
-                    if f.loss() > 0 {
-                        debug!(lost = f.loss(), "RTP packets lost before a video frame");
+                    // Loss anywhere since the last video frame (this one's own, or packets of
+                    // a damaged unit that was dropped) may leave this one without its
+                    // references; the ingest core then waits for a keyframe.
+                    let losses = loss_count(&self.counters);
+                    let after_loss = f.loss() > 0 || losses != self.loss_mark;
+                    self.loss_mark = losses;
+                    if after_loss {
+                        debug!(lost = f.loss(), "RTP loss before a video frame");
                     }
+                    self.bye_at = None;
+                    let elapsed = elapsed_ms(f.timestamp());
+                    self.check_jump(0, elapsed)?;
                     return Ok(Some(Unit::Video(VideoUnit {
-                        elapsed_ms: elapsed_ms(f.timestamp()),
+                        elapsed_ms: elapsed,
                         keyframe: f.is_random_access_point(),
                         disposable: f.is_disposable(),
+                        after_loss,
                         params,
                         data: Bytes::from(f.into_data()),
                     })));
                 }
                 CodecItem::AudioFrame(f) => {
+                    self.bye_at = None;
+                    let elapsed = elapsed_ms(f.timestamp());
+                    self.check_jump(1, elapsed)?;
                     return Ok(Some(Unit::Audio(AudioUnit {
-                        elapsed_ms: elapsed_ms(f.timestamp()),
+                        elapsed_ms: elapsed,
                         data: Bytes::copy_from_slice(f.data()),
                     })));
+                }
+                CodecItem::Rtcp(rtcp) => {
+                    if self.bye_at.is_none() && rtcp.pkts().any(|p| p.payload_type() == RTCP_BYE) {
+                        debug!("RTCP BYE; the session ends unless RTP goes on");
+                        self.bye_at = Some(tokio::time::Instant::now());
+                    }
+                    continue;
                 }
                 _ => continue,
             }
         }
+    }
+
+    fn transport(&self) -> RtpTransport {
+        self.transport
+    }
+
+    fn rtp_stats(&self) -> RtpStats {
+        RtpStats::from_counters(&self.counters)
     }
 
     async fn close(self) {

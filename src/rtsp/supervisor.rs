@@ -20,6 +20,29 @@ use crate::media::{self, Frame, MediaKind};
 use crate::pages::StreamWriter;
 use crate::transcode::{AudioStage, InputCodec, InputFormat, TranscodedAudio};
 
+pub use crate::status::RtpStats;
+
+impl RtpStats {
+    /// A snapshot of retina's counters (the frame counters come from the ingest core).
+    pub fn from_counters(c: &retina::client::RtpCounters) -> RtpStats {
+        use std::sync::atomic::Ordering::Relaxed;
+        RtpStats {
+            received: c.received.load(Relaxed),
+            lost: c.lost.load(Relaxed),
+            reordered: c.reordered.load(Relaxed),
+            late: c.late.load(Relaxed),
+            duplicates: c.duplicates.load(Relaxed),
+            damaged: c.damaged.load(Relaxed),
+            receiver_reports: c.receiver_reports.load(Relaxed),
+            frames_dropped_after_loss: 0,
+            loss_recoveries: 0,
+        }
+    }
+}
+
+/// How often a playing session's counters are copied into the camera's status.
+const STATUS_EVERY: Duration = Duration::from_secs(1);
+
 /// Why a session could not be opened or ended. Messages come from retina and carry the RTSP
 /// status (401, 404, ...) and the connection context.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -39,6 +62,14 @@ pub enum RtspError {
     Session(String),
     #[error("camera ended the session")]
     Ended,
+    #[error("camera sent RTCP BYE and no more RTP")]
+    Bye,
+    #[error("{track} timestamps jumped from {from_ms} ms to {to_ms} ms into the session")]
+    TimestampJump {
+        track: &'static str,
+        from_ms: i64,
+        to_ms: i64,
+    },
     #[error("no frame for {secs} s")]
     Stalled { secs: f64 },
     #[error("no keyframe within {secs} s of connecting")]
@@ -59,6 +90,14 @@ pub trait Opener: Send + Sync + 'static {
 pub trait CameraSession: Send + 'static {
     /// What the session carries; fixed for its life.
     fn info(&self) -> &SessionInfo;
+    /// The transport in use (`tcp` or `udp`; `auto` when the session cannot tell).
+    fn transport(&self) -> super::RtpTransport {
+        super::RtpTransport::Auto
+    }
+    /// The camera's RTP counters so far.
+    fn rtp_stats(&self) -> RtpStats {
+        RtpStats::default()
+    }
     /// The next unit; `Ok(None)` when the camera closed the session. Cancel-safe (the
     /// supervisor races it against timers).
     fn next_unit(&mut self) -> impl Future<Output = Result<Option<Unit>, RtspError>> + Send;
@@ -89,7 +128,10 @@ pub struct CameraStatus {
     pub name: String,
     /// Without credentials.
     pub url: String,
+    /// As configured (`auto`, `tcp`, `udp`).
     pub transport: super::RtpTransport,
+    /// What the current (or last) session uses.
+    pub transport_in_use: Option<super::RtpTransport>,
     pub on_demand: bool,
     pub state: CameraState,
     /// True while frames are flowing.
@@ -105,6 +147,7 @@ pub struct CameraStatus {
     /// transcoding", ...), as of the last session.
     pub audio: String,
     pub ingest: IngestStats,
+    pub rtp: RtpStats,
 }
 
 impl CameraStatus {
@@ -113,6 +156,7 @@ impl CameraStatus {
             name: config.name.clone(),
             url: config.redacted_url(),
             transport: config.transport,
+            transport_in_use: None,
             on_demand: config.on_demand,
             state: if config.on_demand {
                 CameraState::Idle
@@ -126,6 +170,7 @@ impl CameraStatus {
             failures: 0,
             audio: "unknown".to_owned(),
             ingest: IngestStats::default(),
+            rtp: RtpStats::default(),
         }
     }
 }
@@ -245,6 +290,8 @@ impl<O: Opener> Camera<O> {
             update(&self.status, |s| {
                 s.connected = false;
                 s.ingest = ingest.stats();
+                s.rtp.frames_dropped_after_loss = s.ingest.dropped_after_loss;
+                s.rtp.loss_recoveries = s.ingest.loss_recoveries;
             });
             match end {
                 End::Shutdown => return self.stopped(),
@@ -318,6 +365,9 @@ impl<O: Opener> Camera<O> {
             }
         };
         let info = session.info().clone();
+        let transport = session.transport();
+        info!(camera = %name, transport = %transport, "camera session open");
+        update(&self.status, |s| s.transport_in_use = Some(transport));
         if last_audio.as_ref() != Some(&info.audio) {
             // Once per camera (and again only if the camera changes its audio).
             let what = describe_audio(&info.audio);
@@ -358,7 +408,21 @@ impl<O: Opener> Camera<O> {
         };
         let mut worked = false;
         let mut linger_until: Option<Instant> = None;
+        let mut status_due = Instant::now();
         loop {
+            if Instant::now() >= status_due {
+                status_due = Instant::now() + STATUS_EVERY;
+                let rtp = session.rtp_stats();
+                let stats = ingest.stats();
+                update(&self.status, |s| {
+                    s.ingest = stats;
+                    s.rtp = RtpStats {
+                        frames_dropped_after_loss: stats.dropped_after_loss,
+                        loss_recoveries: stats.loss_recoveries,
+                        ..rtp
+                    };
+                });
+            }
             let linger = async {
                 match linger_until {
                     Some(t) => tokio::time::sleep_until(t).await,

@@ -30,6 +30,7 @@ fn video(ms: i64, key: bool) -> Unit {
         elapsed_ms: ms,
         keyframe: key,
         disposable: false,
+        after_loss: false,
         data: Bytes::from_static(&[0, 0, 0, 2, 0x65, 0x88]),
         params: None,
     })
@@ -318,6 +319,7 @@ async fn garbage_parameters_and_session_errors_end_the_session_without_a_panic()
             elapsed_ms: 200,
             keyframe: true,
             disposable: false,
+            after_loss: false,
             data: Bytes::from_static(&[0, 0, 0, 1, 0x65]),
             params: Some(Bytes::from_static(&[0xff; 9])),
         }),
@@ -413,6 +415,7 @@ fn ingest_emits_new_headers_on_a_parameter_change_and_waits_for_a_keyframe() {
         elapsed_ms: 80,
         keyframe: true,
         disposable: false,
+        after_loss: false,
         data: Bytes::from_static(&[0, 0, 0, 1, 0x65]),
         params: Some(changed),
     });
@@ -433,9 +436,10 @@ fn ingest_emits_new_headers_on_a_parameter_change_and_waits_for_a_keyframe() {
     ing.end_session();
     out.clear();
     ing.start_session(&av_info(), &mut w, &mut out).unwrap();
-    assert!(out
-        .iter()
-        .all(|f| f.timestamp == 80 + ingest::SESSION_GAP_MS));
+    // The first session started at one gap; its last frame was 80 ms in; the next session
+    // starts one gap after that, its headers half a gap before its start.
+    let gap = ingest::SESSION_GAP_MS;
+    assert!(out.iter().all(|f| f.timestamp == gap + 80 + gap - gap / 2));
     // Lying parameters are an error, not a panic.
     let bad = SessionInfo {
         video_params: Some(Bytes::from_static(&[1])),
@@ -446,4 +450,111 @@ fn ingest_emits_new_headers_on_a_parameter_change_and_waits_for_a_keyframe() {
         ing.push(video(0, true), &mut w, &mut Vec::new()),
         Err(IngestError::VideoParams(_)) | Ok(())
     ));
+}
+
+/// A 320x240 High avcC whose SPS states `max_num_reorder_frames` = 2 (x264 `-bf 2`).
+fn avcc_with_b_frames() -> Bytes {
+    let hex = |s: &str| -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    };
+    let sps = hex("6764000dacd94141fb011000000300100000030320f1429960");
+    let pps = hex("68ebe3cb22c0");
+    Bytes::from(
+        AvcDecoderConfig::from_parameter_sets(&sps, &pps)
+            .unwrap()
+            .to_bytes(),
+    )
+}
+
+fn video_frames(out: &[crate::media::Frame]) -> Vec<(u32, i32, bool)> {
+    out.iter()
+        .filter(|f| f.kind == MediaKind::Video && !f.sequence_header)
+        .map(|f| {
+            let b = f.payload.to_vec();
+            let cts = (i32::from(b[2]) << 16 | i32::from(b[3]) << 8 | i32::from(b[4])) << 8 >> 8;
+            (f.timestamp, cts, f.keyframe)
+        })
+        .collect()
+}
+
+#[test]
+fn ingest_gives_b_frames_increasing_decode_times_and_their_offsets() {
+    let pool = PagePool::new(PoolConfig::default());
+    let mut w = pool.writer("t", 1 << 20);
+    let mut ing = Ingest::new("t");
+    let mut out = Vec::new();
+    let info = SessionInfo {
+        video_params: Some(avcc_with_b_frames()),
+        ..av_info()
+    };
+    ing.start_session(&info, &mut w, &mut out).unwrap();
+    // Decode order I0 P3 B1 B2 P6 B4 B5 (presentation times in ms).
+    for (i, pts) in [0, 120, 40, 80, 240, 160, 200].into_iter().enumerate() {
+        ing.push(video(pts, i == 0), &mut w, &mut out).unwrap();
+    }
+    let frames = video_frames(&out);
+    assert_eq!(frames.len(), 7);
+    for w in frames.windows(2) {
+        assert!(w[1].0 > w[0].0, "decode times must increase: {frames:?}");
+    }
+    let base = i64::from(ingest::SESSION_GAP_MS);
+    for ((dts, cts, _), pts) in frames.iter().zip([0, 120, 40, 80, 240, 160, 200]) {
+        assert!(*cts >= 0);
+        assert_eq!(
+            i64::from(*dts) + i64::from(*cts),
+            base + pts,
+            "pts = dts + cts"
+        );
+    }
+    let headers_at = out.iter().find(|f| f.sequence_header).unwrap().timestamp;
+    assert!(
+        headers_at < frames[0].0,
+        "headers before the first decode time"
+    );
+}
+
+#[test]
+fn ingest_drops_video_after_a_loss_until_the_next_keyframe() {
+    let pool = PagePool::new(PoolConfig::default());
+    let mut w = pool.writer("t", 1 << 20);
+    let mut ing = Ingest::new("t");
+    let mut out = Vec::new();
+    ing.start_session(&av_info(), &mut w, &mut out).unwrap();
+    out.clear();
+    let lossy = |ms: i64, key: bool| match video(ms, key) {
+        Unit::Video(v) => Unit::Video(VideoUnit {
+            after_loss: true,
+            ..v
+        }),
+        u => u,
+    };
+    ing.push(video(0, true), &mut w, &mut out).unwrap();
+    ing.push(video(40, false), &mut w, &mut out).unwrap();
+    ing.push(lossy(80, false), &mut w, &mut out).unwrap();
+    ing.push(video(120, false), &mut w, &mut out).unwrap();
+    let audio = Unit::Audio(AudioUnit {
+        elapsed_ms: 130,
+        data: Bytes::from_static(&[1, 2, 3]),
+    });
+    ing.push(audio, &mut w, &mut out).unwrap();
+    ing.push(video(160, true), &mut w, &mut out).unwrap();
+    ing.push(video(200, false), &mut w, &mut out).unwrap();
+    let shown: Vec<_> = video_frames(&out).iter().map(|f| f.0).collect();
+    let base = ingest::SESSION_GAP_MS;
+    assert_eq!(shown, [0, 40, 160, 200].map(|t| base + t));
+    assert!(
+        out.iter().any(|f| f.kind == MediaKind::Audio),
+        "audio goes on"
+    );
+    let stats = ing.stats();
+    assert_eq!(stats.dropped_after_loss, 2);
+    assert_eq!(stats.loss_recoveries, 1);
+    assert_eq!(stats.dropped_wait_key, 0);
+    // A keyframe that itself follows a loss is fine.
+    out.clear();
+    ing.push(lossy(240, true), &mut w, &mut out).unwrap();
+    assert_eq!(video_frames(&out).len(), 1);
 }

@@ -20,6 +20,33 @@ pub struct CameraStatus {
     pub last_error: Option<String>,
     /// Sessions started after the first one.
     pub reconnects: u64,
+    /// The transport of the current (or last) session: `"tcp"` or `"udp"`.
+    pub transport: Option<String>,
+    /// RTP reception over the camera's life.
+    pub rtp: RtpStats,
+}
+
+/// A camera's RTP reception, summed over its sessions and tracks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RtpStats {
+    /// Packets accepted in order.
+    pub received: u64,
+    /// Sequence numbers that never arrived in time.
+    pub lost: u64,
+    /// UDP packets that arrived out of order and were put back in place.
+    pub reordered: u64,
+    /// UDP packets that arrived after their place was given up on (dropped).
+    pub late: u64,
+    /// UDP packets received twice (the copy dropped).
+    pub duplicates: u64,
+    /// Packets of access units that could not be put together (the unit was dropped).
+    pub damaged: u64,
+    /// RTCP receiver reports sent (UDP).
+    pub receiver_reports: u64,
+    /// Video frames dropped after a loss until the next keyframe.
+    pub frames_dropped_after_loss: u64,
+    /// Times video resumed at a keyframe after a loss, the session going on.
+    pub loss_recoveries: u64,
 }
 
 /// One transcoder working for a stream (`transcoders` in `/api/streams`). The optional
