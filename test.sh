@@ -12,12 +12,13 @@ cd "$(dirname "$0")"
 # openh264's SIMD code, libclang for bindgen, GStreamer's RTSP server (python3-gi) as a camera,
 # GStreamer's gst-launch-1.0 (gstreamer1.0-tools) as a second MP4 reader of recordings,
 # Chromium (headless, driven by tests/chromium_check.py) for the web pages and hls.js,
+# VLC's RTSP server (vlc-bin, vlc-plugin-base) as a second, independent camera implementation,
 # nginx with the RTMP module as the server the benchmarks compare against.
 PACKAGES=(
   ffmpeg rtmpdump nasm libclang-dev
   python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-tools
   gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
-  nginx libnginx-mod-rtmp chromium
+  nginx libnginx-mod-rtmp chromium vlc-bin vlc-plugin-base
 )
 missing=()
 for p in "${PACKAGES[@]}"; do
