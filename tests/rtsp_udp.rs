@@ -353,3 +353,4 @@ fn b_frame_camera_gives_players_increasing_decode_times() {
         player.count(Kind::Video)
     );
 }
+
