@@ -152,8 +152,10 @@ def count(sel):
 dur = float(subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of",
                             "csv=p=0", fix], capture_output=True, text=True).stdout)
 rate = (count("v") + count("a")) / dur
+# The machine's proxy settings must not apply to 127.0.0.1.
+direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 def sample():
-    s = json.load(urllib.request.urlopen(f"http://{http}/api/streams"))["streams"]
+    s = json.load(direct.open(f"http://127.0.0.1:{http}/api/streams"))["streams"]
     rss = int(next(l.split()[1] for l in open(f"/proc/{pid}/status") if l.startswith("VmRSS:")))
     return time.monotonic(), {x["name"]: x for x in s}, rss
 t0, s0, _ = sample()

@@ -353,4 +353,3 @@ fn b_frame_camera_gives_players_increasing_decode_times() {
         player.count(Kind::Video)
     );
 }
-

@@ -135,7 +135,8 @@ pub struct RetinaSession {
     sent_params: bool,
     transport: RtpTransport,
     counters: Arc<RtpCounters>,
-    /// `lost + damaged` as of the last video frame: a rise means the next one may be broken.
+    /// `damaged` as of the last video frame: a rise means the next one may be broken. (Lost
+    /// video packets show in the frame's own `loss()`; lost audio must not stop video.)
     loss_mark: u64,
     /// Last elapsed ms per track (video, audio), to tell a timestamp jump.
     last_elapsed: [Option<i64>; 2],
@@ -320,7 +321,7 @@ impl RetinaOpener {
 }
 
 fn loss_count(c: &RtpCounters) -> u64 {
-    c.lost.load(Ordering::Relaxed) + c.damaged.load(Ordering::Relaxed)
+    c.damaged.load(Ordering::Relaxed)
 }
 
 impl RetinaSession {
@@ -388,9 +389,10 @@ impl CameraSession for RetinaSession {
                     } else {
                         None
                     };
-                    // Loss anywhere since the last video frame (this one's own, or packets of
-                    // a damaged unit that was dropped) may leave this one without its
-                    // references; the ingest core then waits for a keyframe.
+                    // Video packets lost before this frame (its own `loss()`), or a damaged
+                    // unit dropped since the last one, may leave it without its references;
+                    // the ingest core then waits for a keyframe. (`damaged` is counted per
+                    // session, so a damaged audio unit costs video too; it is rare.)
                     let losses = loss_count(&self.counters);
                     let after_loss = f.loss() > 0 || losses != self.loss_mark;
                     self.loss_mark = losses;
