@@ -222,4 +222,29 @@ mod tests {
         d.set_depth(Some(99));
         assert_eq!(d.depth(), MAX_DEPTH);
     }
+
+    proptest::proptest! {
+        /// Any decode order whose reordering is within the stated depth (groups of up to
+        /// depth + 1 frames sent P first, then their B-frames): decode times strictly
+        /// increase and no presentation time is changed.
+        #[test]
+        fn stated_depth_never_clips(depth in 0u32..4, groups in proptest::collection::vec(1usize..5, 1..60)) {
+            let mut d = DecodeTimes::new(Some(depth));
+            let mut next = 1i64;
+            let mut pts = vec![0i64];
+            for g in groups {
+                let g = g.min(depth as usize + 1) as i64;
+                pts.push((next + g - 1) * 40);
+                pts.extend((next..next + g - 1).map(|f| f * 40));
+                next += g;
+            }
+            let times: Vec<_> = pts.iter().map(|&p| d.next(p)).collect();
+            for w in times.windows(2) {
+                proptest::prop_assert!(w[1].dts > w[0].dts);
+            }
+            for (t, p) in times.iter().zip(&pts) {
+                proptest::prop_assert_eq!(t.pts, *p);
+            }
+        }
+    }
 }
