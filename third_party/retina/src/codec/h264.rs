@@ -985,6 +985,11 @@ impl InternalParameters {
     fn parse_format_specific_params(format_specific_params: &str) -> Result<Self, String> {
         let mut sprop_parameter_sets = None;
         for p in format_specific_params.split(';') {
+            // moment's patch: VLC ends its fmtp with ';' (an empty parameter), which upstream
+            // rejected as "key without value", dropping the SDP's parameter sets.
+            if p.trim().is_empty() {
+                continue;
+            }
             match p.trim().split_once('=') {
                 Some(("sprop-parameter-sets", value)) => sprop_parameter_sets = Some(value),
                 None => return Err("key without value".into()),
@@ -1557,6 +1562,17 @@ mod tests {
         buf.extend(payload);
         buf.advance_unparsed(buf.end());
         d.push(&PacketRef::new(meta, buf, pos, payload.len() as u16))
+    }
+
+    /// moment's patch: VLC's fmtp, with its trailing ';'.
+    #[test]
+    fn format_specific_params_with_a_trailing_semicolon() {
+        let p = super::InternalParameters::parse_format_specific_params(
+            "packetization-mode=1;profile-level-id=42c01e;\
+             sprop-parameter-sets=Z0LAHtkAoC/5cBEAAAMAAQAAAwAyDxYuSA==,aMuMsg==;",
+        )
+        .unwrap();
+        assert_eq!(p.generic_parameters.pixel_dimensions(), (640, 360));
     }
 
     /*
