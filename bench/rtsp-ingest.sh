@@ -122,6 +122,21 @@ if [ "$MODE" = soak ]; then
     runuser -u nobody -- cvlc -I dummy -q - --sout '#rtp{sdp=rtsp://127.0.0.1:$VLC/cam}' --sout-keep" \
     >"$WORK/vlc.log" 2>&1
   listening "$VLC"
+  # VLC's SDP lists each track once its input has produced it: wait for both, or a session
+  # opened too early would be video only for its whole life.
+  python3 - "$VLC" <<'PY'
+import socket, sys, time
+port = int(sys.argv[1])
+for _ in range(100):
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(f"DESCRIBE rtsp://127.0.0.1:{port}/cam RTSP/1.0\r\nCSeq: 1\r\n\r\n".encode())
+    time.sleep(0.3)
+    reply = s.recv(65536).decode(errors="replace")
+    s.close()
+    if "m=video" in reply and "m=audio" in reply:
+        sys.exit(0)
+sys.exit("VLC never described both tracks")
+PY
   cat >"$WORK/moment.toml" <<EOF
 [rtmp]
 listen = "127.0.0.1:$RTMP"

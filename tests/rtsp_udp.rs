@@ -85,7 +85,44 @@ fn vlc_camera(port: u16, fixture: &str) -> Group {
         fixture.display()
     ));
     wait_listening(port, "VLC's RTSP server");
+    // VLC's SDP lists each track once its input has produced it (and answers 500 before
+    // that): a session opened too early would be video only for its whole life.
+    let end = Instant::now() + Duration::from_secs(20);
+    while !describes_audio_and_video(port) {
+        assert!(
+            Instant::now() < end,
+            "VLC never described both tracks: {}",
+            g.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     g
+}
+
+/// True when a DESCRIBE of /cam answers with an SDP that has a video and an audio track.
+fn describes_audio_and_video(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    let req = format!("DESCRIBE rtsp://127.0.0.1:{port}/cam RTSP/1.0\r\nCSeq: 1\r\n\r\n");
+    if s.write_all(req.as_bytes()).is_err() {
+        return false;
+    }
+    let mut reply = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = s.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        reply.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&reply);
+        if text.contains("m=video") && text.contains("m=audio") {
+            return true;
+        }
+    }
+    false
 }
 
 /// gst-rtsp-server with tests/rtsp_camera.py's mounts.
@@ -176,6 +213,7 @@ fn vlc_camera_plays_over_udp_and_auto_falls_back_from_tcp() {
         &[
             camera_toml("udp", &url, "transport = \"udp\""),
             camera_toml("auto", &url, ""),
+            camera_toml("tcp", &url, "transport = \"tcp\""),
         ]
         .concat(),
     );
@@ -200,6 +238,14 @@ fn vlc_camera_plays_over_udp_and_auto_falls_back_from_tcp() {
         .count();
     assert_eq!(fallbacks, 1, "{log}");
     assert!(log.contains("461"), "{log}");
+    // Told to use TCP only, the camera stays down, and its status says why and what to do.
+    let tcp = camera_status(http, "tcp");
+    let error = tcp["last_error"].as_str().unwrap_or_default();
+    assert_eq!(tcp["connected"], false, "{tcp}");
+    assert!(
+        error.contains("461") && error.contains("transport = \"auto\""),
+        "{tcp}"
+    );
 }
 
 #[test]
@@ -237,6 +283,12 @@ fn vlc_udp_session_lasts_three_minutes_without_a_reconnect() {
         video as f64 >= seconds * 25.0 * 0.98,
         "{video} video frames in {seconds} s; player: {}",
         fin.stderr
+    );
+    // And the audio (48 kHz AAC: 46.9 frames a second) the whole time too.
+    let audio = player.count(Kind::Audio);
+    assert!(
+        audio as f64 >= seconds * 46.0 * 0.98,
+        "{audio} audio frames in {seconds} s"
     );
     assert!(
         fin.stderr.trim().is_empty(),

@@ -179,6 +179,16 @@ impl Opener for RetinaOpener {
                 self.preferred.store(next as u8, Ordering::Relaxed);
                 Ok(s)
             }
+            Err(Failed {
+                error: RtspError::Open { stage, message },
+                at_setup: true,
+            }) => Err(RtspError::Open {
+                stage,
+                message: format!(
+                    "{message} (the camera refuses RTP over {}; transport = \"auto\" would try the other one)",
+                    first.config()
+                ),
+            }),
             Err(f) => Err(f.error),
         }
     }
