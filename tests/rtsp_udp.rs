@@ -183,17 +183,11 @@ fn wait_playing(server: &Server, http: SocketAddr, name: &str) {
     }
 }
 
-/// The codec names ffprobe reports for an RTMP stream.
+/// The codec names ffprobe reports for an RTMP stream, sorted.
 fn probe_codecs(url: &str) -> Vec<String> {
-    let out = Command::new("timeout")
-        .args(["25", "ffprobe", "-v", "error", "-rw_timeout", "20000000"])
-        .args(["-show_entries", "stream=codec_name", "-of", "csv=p=0", url])
-        .output()
-        .expect("ffprobe");
-    let mut v: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| l.trim().trim_end_matches(',').to_owned())
-        .filter(|l| !l.is_empty())
+    let mut v: Vec<String> = common::ffprobe(url, Duration::from_secs(25))
+        .into_iter()
+        .map(|s| s.codec_name)
         .collect();
     v.sort();
     v
